@@ -1,0 +1,494 @@
+//! The embedded store: one redb file, group commit on a dedicated writer thread.
+//!
+//! Every write goes through one writer thread. It takes all writes that are waiting, applies
+//! them one after the other inside ONE redb write transaction (each sees the effect of the ones
+//! before it, and a write whose precondition fails is skipped without touching anything), commits
+//! with `Durability::Immediate` and only then answers the writers and publishes the events. So
+//! concurrent writers share one fsync, and an acknowledged write is always on disk.
+//!
+//! The same transaction appends each change to the revision log and trims the log to the
+//! configured history, which keeps the file bounded under churn: redb reuses freed pages.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::schema::{
+    LOG, META, META_COMPACTED, META_REVISION, META_SCHEMA, OBJECTS, SCHEMA_VERSION, decode_event,
+    encode_event,
+};
+use crate::watch::{self, WatchStream};
+use crate::{
+    Event, EventKind, KeyValue, ListResult, Precondition, Revision, Store, StoreError, WriteOp,
+    WriteResult,
+};
+
+/// Tuning of the embedded store.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// How many revisions of history the log keeps for watches to resume from.
+    pub history_revisions: u64,
+    /// The most writes that share one commit.
+    pub max_batch: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            history_revisions: 20_000,
+            max_batch: 1024,
+        }
+    }
+}
+
+/// Counters shared between the writer thread and readers.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    pub(crate) revision: AtomicU64,
+    pub(crate) compacted: AtomicU64,
+    pub(crate) commits: AtomicU64,
+    pub(crate) committed_writes: AtomicU64,
+}
+
+struct WriteRequest {
+    op: WriteOp,
+    reply: oneshot::Sender<Result<WriteResult, StoreError>>,
+}
+
+/// The embedded redb-backed [`Store`].
+#[derive(Clone)]
+pub struct RedbStore {
+    db: Arc<Database>,
+    writer: mpsc::UnboundedSender<WriteRequest>,
+    events: broadcast::Sender<Arc<Event>>,
+    shared: Arc<Shared>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for RedbStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+/// Statistics for `/metrics`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// The latest committed revision.
+    pub revision: Revision,
+    /// The compacted revision.
+    pub compacted: Revision,
+    /// How many durable commits were made since the store was opened.
+    pub commits: u64,
+    /// How many writes those commits carried.
+    pub committed_writes: u64,
+}
+
+impl RedbStore {
+    /// Opens (or creates) the store file at `path` and starts its writer thread.
+    ///
+    /// Fails with [`StoreError::Locked`] if another process has the file open.
+    pub fn open(path: impl AsRef<Path>, config: StoreConfig) -> Result<RedbStore, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let db = Database::create(&path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => {
+                StoreError::Locked(path.display().to_string())
+            }
+            other => StoreError::Open(format!("{}: {other}", path.display())),
+        })?;
+        let (revision, compacted) = init_schema(&db)?;
+        let shared = Arc::new(Shared {
+            revision: AtomicU64::new(revision),
+            compacted: AtomicU64::new(compacted),
+            ..Shared::default()
+        });
+        let db = Arc::new(db);
+        let (events, _) = broadcast::channel(4096);
+        let (writer, requests) = mpsc::unbounded_channel();
+        let thread_db = db.clone();
+        let thread_events = events.clone();
+        let thread_shared = shared.clone();
+        std::thread::Builder::new()
+            .name("wharf-store-writer".into())
+            .spawn(move || {
+                writer_loop(
+                    &thread_db,
+                    requests,
+                    &thread_events,
+                    &thread_shared,
+                    &config,
+                )
+            })
+            .map_err(|e| StoreError::Open(format!("cannot start the writer thread: {e}")))?;
+        Ok(RedbStore {
+            db,
+            writer,
+            events,
+            shared,
+            path,
+        })
+    }
+
+    /// Commit statistics.
+    pub fn stats(&self) -> StoreStats {
+        StoreStats {
+            revision: self.shared.revision.load(Ordering::Acquire),
+            compacted: self.shared.compacted.load(Ordering::Acquire),
+            commits: self.shared.commits.load(Ordering::Relaxed),
+            committed_writes: self.shared.committed_writes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Reads the log entries after `after`, at most `limit` of them, that start with `prefix`.
+    /// Returns them and the highest revision examined.
+    pub(crate) fn read_log(
+        &self,
+        prefix: &str,
+        after: Revision,
+        limit: usize,
+    ) -> Result<(Vec<Event>, Revision), StoreError> {
+        let txn = self.db.begin_read()?;
+        let compacted = read_meta(&txn, META_COMPACTED)?;
+        if after < compacted {
+            return Err(StoreError::Compacted {
+                requested: after,
+                compacted,
+            });
+        }
+        let log = txn.open_table(LOG)?;
+        let mut events = Vec::new();
+        let mut last = after;
+        for entry in log.range(after + 1..)?.take(limit) {
+            let (rev, raw) = entry?;
+            let rev = rev.value();
+            last = rev;
+            let raw = raw.value();
+            if key_of_raw_event(raw).is_some_and(|k| k.starts_with(prefix)) {
+                events.push(decode_event(rev, raw)?);
+            }
+        }
+        Ok((events, last))
+    }
+
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.events.subscribe()
+    }
+
+    /// Counts the entries of the object table and of the revision log.
+    pub fn table_sizes(&self) -> Result<(u64, u64), StoreError> {
+        let txn = self.db.begin_read()?;
+        let objects = txn.open_table(OBJECTS)?.len()?;
+        let log = txn.open_table(LOG)?.len()?;
+        Ok((objects, log))
+    }
+}
+
+/// Peeks at the key of an encoded event without copying its value.
+fn key_of_raw_event(raw: &[u8]) -> Option<&str> {
+    let len = u32::from_le_bytes(raw.get(1..5)?.try_into().ok()?) as usize;
+    std::str::from_utf8(raw.get(5..5 + len)?).ok()
+}
+
+fn read_meta(txn: &redb::ReadTransaction, key: &str) -> Result<u64, StoreError> {
+    let meta = txn.open_table(META)?;
+    Ok(meta.get(key)?.map(|v| v.value()).unwrap_or(0))
+}
+
+/// Creates the tables on first open and checks the schema version; returns (revision, compacted).
+fn init_schema(db: &Database) -> Result<(Revision, Revision), StoreError> {
+    let txn = db.begin_write()?;
+    let result = {
+        let mut meta = txn.open_table(META)?;
+        txn.open_table(OBJECTS)?;
+        txn.open_table(LOG)?;
+        let schema = meta.get(META_SCHEMA)?.map(|v| v.value());
+        match schema {
+            None => {
+                meta.insert(META_SCHEMA, SCHEMA_VERSION)?;
+            }
+            Some(SCHEMA_VERSION) => {}
+            Some(other) => {
+                return Err(StoreError::Corrupt(format!(
+                    "schema version {other} is not supported (this build writes {SCHEMA_VERSION})"
+                )));
+            }
+        }
+        let revision = meta.get(META_REVISION)?.map(|v| v.value()).unwrap_or(0);
+        let compacted = meta.get(META_COMPACTED)?.map(|v| v.value()).unwrap_or(0);
+        (revision, compacted)
+    };
+    txn.commit()?;
+    Ok(result)
+}
+
+/// The writer thread: drain waiting writes, apply them in one transaction, commit, answer.
+fn writer_loop(
+    db: &Database,
+    mut requests: mpsc::UnboundedReceiver<WriteRequest>,
+    events: &broadcast::Sender<Arc<Event>>,
+    shared: &Shared,
+    config: &StoreConfig,
+) {
+    let mut batch = Vec::with_capacity(config.max_batch);
+    while let Some(first) = requests.blocking_recv() {
+        batch.push(first);
+        while batch.len() < config.max_batch {
+            match requests.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        commit_batch(db, &mut batch, events, shared, config);
+    }
+    tracing::debug!("store writer stopped: all handles dropped");
+}
+
+type Outcome = Result<(WriteResult, Event), StoreError>;
+
+fn commit_batch(
+    db: &Database,
+    batch: &mut Vec<WriteRequest>,
+    events: &broadcast::Sender<Arc<Event>>,
+    shared: &Shared,
+    config: &StoreConfig,
+) {
+    let base_revision = shared.revision.load(Ordering::Acquire);
+    let result = (|| -> Result<(Vec<Outcome>, Revision, Revision), StoreError> {
+        let mut txn = db.begin_write()?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let mut revision = base_revision;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let compacted;
+        {
+            let mut objects = txn.open_table(OBJECTS)?;
+            let mut log = txn.open_table(LOG)?;
+            let mut meta = txn.open_table(META)?;
+            for request in batch.iter() {
+                let outcome = apply_one(&mut objects, &mut log, revision + 1, &request.op)?;
+                if outcome.is_ok() {
+                    revision += 1;
+                }
+                outcomes.push(outcome);
+            }
+            compacted = trim_log(&mut log, &mut meta, revision, config.history_revisions)?;
+            meta.insert(META_REVISION, revision)?;
+        }
+        txn.commit()?;
+        Ok((outcomes, revision, compacted))
+    })();
+
+    match result {
+        Ok((outcomes, revision, compacted)) => {
+            shared.revision.store(revision, Ordering::Release);
+            shared.compacted.store(compacted, Ordering::Release);
+            shared.commits.fetch_add(1, Ordering::Relaxed);
+            shared
+                .committed_writes
+                .fetch_add(revision - base_revision, Ordering::Relaxed);
+            // Publish before answering, so that a writer that watches from its own revision
+            // right after the acknowledgement cannot miss its event.
+            for (request, outcome) in batch.drain(..).zip(outcomes) {
+                let answer = outcome.map(|(result, event)| {
+                    // An error here only means that nobody is watching.
+                    let _ = events.send(Arc::new(event));
+                    result
+                });
+                let _ = request.reply.send(answer);
+            }
+        }
+        Err(error) => {
+            tracing::error!(%error, "store commit failed; the batch was not written");
+            for request in batch.drain(..) {
+                let _ = request.reply.send(Err(error.clone()));
+            }
+        }
+    }
+}
+
+/// Applies one write inside the transaction. The outer error aborts the whole batch (backend
+/// failure); the inner one is this write's own precondition failure.
+fn apply_one(
+    objects: &mut redb::Table<&str, (u64, &[u8])>,
+    log: &mut redb::Table<u64, &[u8]>,
+    revision: Revision,
+    op: &WriteOp,
+) -> Result<Outcome, StoreError> {
+    let key = op.key().to_owned();
+    let prev = objects.get(key.as_str())?.map(|guard| {
+        let (rev, value) = guard.value();
+        KeyValue {
+            key: key.clone(),
+            value: Bytes::copy_from_slice(value),
+            mod_revision: rev,
+        }
+    });
+    let precondition = match op {
+        WriteOp::Put { precondition, .. } | WriteOp::Delete { precondition, .. } => *precondition,
+    };
+    if let Err(e) = check_precondition(&key, precondition, prev.as_ref()) {
+        return Ok(Err(e));
+    }
+    let existed_before = prev.is_some();
+    let event = match op {
+        WriteOp::Put { value, .. } => {
+            objects.insert(key.as_str(), (revision, &value[..]))?;
+            log.insert(
+                revision,
+                &encode_event(EventKind::Put, existed_before, &key, &value)[..],
+            )?;
+            Event {
+                revision,
+                kind: EventKind::Put,
+                key,
+                value: value.clone(),
+                existed_before,
+            }
+        }
+        WriteOp::Delete { .. } => {
+            let Some(prev) = &prev else {
+                return Ok(Err(StoreError::NotFound(key)));
+            };
+            objects.remove(key.as_str())?;
+            log.insert(
+                revision,
+                &encode_event(EventKind::Delete, true, &key, &prev.value)[..],
+            )?;
+            Event {
+                revision,
+                kind: EventKind::Delete,
+                key,
+                value: prev.value.clone(),
+                existed_before,
+            }
+        }
+    };
+    Ok(Ok((WriteResult { revision, prev }, event)))
+}
+
+fn check_precondition(
+    key: &str,
+    precondition: Precondition,
+    prev: Option<&KeyValue>,
+) -> Result<(), StoreError> {
+    match (precondition, prev) {
+        (Precondition::None, _) => Ok(()),
+        (Precondition::MustNotExist, Some(_)) => Err(StoreError::AlreadyExists(key.to_owned())),
+        (Precondition::MustNotExist, None) => Ok(()),
+        (Precondition::MustExist | Precondition::ModRevision(_), None) => {
+            Err(StoreError::NotFound(key.to_owned()))
+        }
+        (Precondition::MustExist, Some(_)) => Ok(()),
+        (Precondition::ModRevision(expected), Some(kv)) if kv.mod_revision == expected => Ok(()),
+        (Precondition::ModRevision(expected), Some(kv)) => Err(StoreError::Conflict {
+            key: key.to_owned(),
+            expected,
+            actual: kv.mod_revision,
+        }),
+    }
+}
+
+/// Drops log entries older than `history` revisions; returns the compacted revision.
+fn trim_log(
+    log: &mut redb::Table<u64, &[u8]>,
+    meta: &mut redb::Table<&str, u64>,
+    revision: Revision,
+    history: u64,
+) -> Result<Revision, StoreError> {
+    let compacted = meta.get(META_COMPACTED)?.map(|v| v.value()).unwrap_or(0);
+    let target = revision.saturating_sub(history);
+    if target <= compacted {
+        return Ok(compacted);
+    }
+    log.retain_in(compacted..=target, |_, _| false)?;
+    meta.insert(META_COMPACTED, target)?;
+    Ok(target)
+}
+
+#[async_trait]
+impl Store for RedbStore {
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let objects = txn.open_table(OBJECTS)?;
+        Ok(objects.get(key)?.map(|guard| {
+            let (rev, value) = guard.value();
+            KeyValue {
+                key: key.to_owned(),
+                value: Bytes::copy_from_slice(value),
+                mod_revision: rev,
+            }
+        }))
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<ListResult, StoreError> {
+        let txn = self.db.begin_read()?;
+        let revision = read_meta(&txn, META_REVISION)?;
+        let objects = txn.open_table(OBJECTS)?;
+        let start = match start_after {
+            Some(after) if after >= prefix => after,
+            _ => prefix,
+        };
+        let mut items = Vec::new();
+        let mut more = false;
+        let limit = limit.unwrap_or(usize::MAX);
+        for entry in objects.range(start..)? {
+            let (key, value) = entry?;
+            let key = key.value();
+            if !key.starts_with(prefix) {
+                break;
+            }
+            if Some(key) == start_after {
+                continue;
+            }
+            if items.len() == limit {
+                more = true;
+                break;
+            }
+            let (rev, value) = value.value();
+            items.push(KeyValue {
+                key: key.to_owned(),
+                value: Bytes::copy_from_slice(value),
+                mod_revision: rev,
+            });
+        }
+        Ok(ListResult {
+            items,
+            revision,
+            more,
+        })
+    }
+
+    async fn write(&self, op: WriteOp) -> Result<WriteResult, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(WriteRequest { op, reply })
+            .map_err(|_| StoreError::Unavailable("the store writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("the store writer has stopped".into()))?
+    }
+
+    async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream, StoreError> {
+        watch::start(self.clone(), prefix.to_owned(), after)
+    }
+
+    fn current_revision(&self) -> Revision {
+        self.shared.revision.load(Ordering::Acquire)
+    }
+
+    fn compacted_revision(&self) -> Revision {
+        self.shared.compacted.load(Ordering::Acquire)
+    }
+}
