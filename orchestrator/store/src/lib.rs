@@ -160,4 +160,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// The newest revision whose history has been discarded; watches must start at or after it.
     fn compacted_revision(&self) -> Revision;
+
+    /// Counters for `/metrics`.
+    fn stats(&self) -> StoreStats {
+        StoreStats {
+            revision: self.current_revision(),
+            compacted: self.compacted_revision(),
+            ..StoreStats::default()
+        }
+    }
 }

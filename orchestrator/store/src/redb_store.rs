@@ -136,8 +136,7 @@ impl RedbStore {
         })
     }
 
-    /// Commit statistics.
-    pub fn stats(&self) -> StoreStats {
+    fn counters(&self) -> StoreStats {
         StoreStats {
             revision: self.shared.revision.load(Ordering::Acquire),
             compacted: self.shared.compacted.load(Ordering::Acquire),
@@ -342,7 +341,7 @@ fn apply_one(
             objects.insert(key.as_str(), (revision, &value[..]))?;
             log.insert(
                 revision,
-                &encode_event(EventKind::Put, existed_before, &key, &value)[..],
+                &encode_event(EventKind::Put, existed_before, &key, value)[..],
             )?;
             Event {
                 revision,
@@ -490,5 +489,9 @@ impl Store for RedbStore {
 
     fn compacted_revision(&self) -> Revision {
         self.shared.compacted.load(Ordering::Acquire)
+    }
+
+    fn stats(&self) -> StoreStats {
+        self.counters()
     }
 }

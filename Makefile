@@ -1,0 +1,37 @@
+# Wharf — two commands on a fresh machine: `make up` and `make test`.
+# Every target installs what it needs first (scripts/setup.sh is idempotent and quick when
+# everything is there).
+
+DATA_DIR ?= .wharf
+WHARF_TOOLS ?= $(HOME)/.cache/wharf-tools
+export WHARF_TOOLS
+
+.PHONY: up setup build release test unit e2e lint bench clean
+
+setup:
+	@scripts/setup.sh
+
+build:
+	cargo build --workspace --bins
+
+release:
+	cargo build --release --bin wharf
+
+## Install what is missing, build, and start Wharf on its embedded defaults.
+up: setup release
+	target/release/wharf up --data-dir $(DATA_DIR)
+
+## Every test: unit, integration, end-to-end (real wharf processes, kubectl, Python client).
+test: setup lint build
+	cargo nextest run --workspace --no-fail-fast
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+## Benchmarks, side by side with the reference (etcd), printed as one table.
+bench: setup release
+	scripts/bench.sh
+
+clean:
+	cargo clean

@@ -1,0 +1,482 @@
+//! Admission: Kubernetes' defaults and validation, applied to every object before it is stored.
+//!
+//! Defaults are the ones users see in `kubectl get -o yaml` of a real cluster (restartPolicy,
+//! terminationGracePeriodSeconds, Deployment strategy, ...). Validation returns every problem
+//! at once, each naming its field, so a 422 tells the user all that is wrong.
+
+use serde_json::{Map, Value, json};
+use wharf_apimachinery::{labels, validation};
+
+use crate::error::Cause;
+use crate::resources::Resource;
+
+/// Fills in the defaults Kubernetes applies to `object` of `resource`.
+pub fn apply_defaults(resource: &Resource, object: &mut Value) {
+    match resource.kind {
+        "Pod" => {
+            if let Some(spec) = object.get_mut("spec") {
+                default_pod_spec(spec);
+            }
+        }
+        "Deployment" => {
+            let spec = ensure_object(object, "spec");
+            default_field(spec, "replicas", json!(1));
+            default_field(spec, "revisionHistoryLimit", json!(10));
+            default_field(spec, "progressDeadlineSeconds", json!(600));
+            let strategy = ensure_object(spec, "strategy");
+            default_field(strategy, "type", json!("RollingUpdate"));
+            if strategy["type"] == "RollingUpdate" {
+                let rolling = ensure_object(strategy, "rollingUpdate");
+                default_field(rolling, "maxSurge", json!("25%"));
+                default_field(rolling, "maxUnavailable", json!("25%"));
+            }
+            default_template(spec);
+        }
+        "ReplicaSet" => {
+            let spec = ensure_object(object, "spec");
+            default_field(spec, "replicas", json!(1));
+            default_template(spec);
+        }
+        "Job" => {
+            let spec = ensure_object(object, "spec");
+            default_field(spec, "parallelism", json!(1));
+            default_field(spec, "completions", json!(1));
+            default_field(spec, "backoffLimit", json!(6));
+            default_field(spec, "completionMode", json!("NonIndexed"));
+            default_field(spec, "suspend", json!(false));
+            default_template(spec);
+        }
+        "Service" => {
+            let spec = ensure_object(object, "spec");
+            default_field(spec, "type", json!("ClusterIP"));
+            default_field(spec, "sessionAffinity", json!("None"));
+            if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
+                for port in ports {
+                    default_field(port, "protocol", json!("TCP"));
+                    if port.get("targetPort").is_none()
+                        && let Some(number) = port.get("port").cloned()
+                    {
+                        port["targetPort"] = number;
+                    }
+                }
+            }
+        }
+        "Secret" => default_field(object, "type", json!("Opaque")),
+        "Namespace" => {
+            let status = ensure_object(object, "status");
+            default_field(status, "phase", json!("Active"));
+        }
+        _ => {}
+    }
+}
+
+fn ensure_object<'a>(parent: &'a mut Value, field: &str) -> &'a mut Value {
+    if !parent.get(field).is_some_and(Value::is_object) {
+        parent[field] = json!({});
+    }
+    &mut parent[field]
+}
+
+fn default_field(object: &mut Value, field: &str, value: Value) {
+    if object.get(field).is_none_or(Value::is_null) {
+        object[field] = value;
+    }
+}
+
+fn default_template(spec: &mut Value) {
+    if let Some(pod_spec) = spec.get_mut("template").and_then(|t| t.get_mut("spec")) {
+        default_pod_spec(pod_spec);
+    }
+}
+
+fn default_pod_spec(spec: &mut Value) {
+    default_field(spec, "restartPolicy", json!("Always"));
+    default_field(spec, "terminationGracePeriodSeconds", json!(30));
+    default_field(spec, "dnsPolicy", json!("ClusterFirst"));
+    default_field(spec, "schedulerName", json!("default-scheduler"));
+    for list in ["containers", "initContainers"] {
+        if let Some(containers) = spec.get_mut(list).and_then(Value::as_array_mut) {
+            for container in containers {
+                let image = container["image"].as_str().unwrap_or("");
+                let pull = if image_tag_is_latest(image) {
+                    "Always"
+                } else {
+                    "IfNotPresent"
+                };
+                default_field(container, "imagePullPolicy", json!(pull));
+                default_field(
+                    container,
+                    "terminationMessagePath",
+                    json!("/dev/termination-log"),
+                );
+                default_field(container, "terminationMessagePolicy", json!("File"));
+                if let Some(ports) = container.get_mut("ports").and_then(Value::as_array_mut) {
+                    for port in ports {
+                        default_field(port, "protocol", json!("TCP"));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Whether an image reference has no tag or the `latest` tag (and no digest).
+fn image_tag_is_latest(image: &str) -> bool {
+    if image.contains('@') {
+        return false;
+    }
+    let last = image.rsplit('/').next().unwrap_or(image);
+    match last.split_once(':') {
+        None => true,
+        Some((_, tag)) => tag == "latest",
+    }
+}
+
+/// Validates `object` of `resource`; an empty result means valid.
+pub fn validate(resource: &Resource, object: &Value) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    validate_metadata(resource, object, &mut causes);
+    match resource.kind {
+        "Pod" => match object.get("spec") {
+            Some(spec) => validate_pod_spec(spec, "spec", &mut causes),
+            None => causes.push(Cause::required("spec", "")),
+        },
+        "Deployment" | "ReplicaSet" => validate_workload(object, true, &mut causes),
+        "Job" => validate_job(object, &mut causes),
+        "Service" => validate_service(object, &mut causes),
+        "ConfigMap" | "Secret" => {
+            for field in ["data", "binaryData", "stringData"] {
+                if let Some(map) = object.get(field).and_then(Value::as_object) {
+                    for key in map.keys() {
+                        if let Err(message) = config_key(key) {
+                            causes.push(Cause::invalid(&format!("{field}[{key}]"), key, &message));
+                        }
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    causes
+}
+
+fn validate_metadata(resource: &Resource, object: &Value, causes: &mut Vec<Cause>) {
+    let metadata = object.get("metadata").cloned().unwrap_or(json!({}));
+    let name = metadata["name"].as_str().unwrap_or("");
+    if name.is_empty() {
+        causes.push(Cause::required(
+            "metadata.name",
+            "name or generateName is required",
+        ));
+    } else {
+        let check = match resource.kind {
+            "Namespace" | "Service" => validation::dns1123_label(name),
+            _ => validation::dns1123_subdomain(name),
+        };
+        if let Err(message) = check {
+            causes.push(Cause::invalid("metadata.name", name, &message));
+        }
+    }
+    if resource.namespaced
+        && let Some(namespace) = metadata["namespace"].as_str()
+        && let Err(message) = validation::dns1123_label(namespace)
+    {
+        causes.push(Cause::invalid("metadata.namespace", namespace, &message));
+    }
+    validate_labels(&metadata["labels"], "metadata.labels", causes);
+    if let Some(annotations) = metadata["annotations"].as_object() {
+        let mut total = 0;
+        for (key, value) in annotations {
+            total += key.len() + value.as_str().map_or(0, str::len);
+            if let Err(message) = validation::qualified_name(key) {
+                causes.push(Cause::invalid("metadata.annotations", key, &message));
+            }
+        }
+        if total > 256 * 1024 {
+            causes.push(Cause {
+                reason: "FieldValueTooLong",
+                field: "metadata.annotations".into(),
+                message: "Too long: must have at most 262144 bytes".into(),
+            });
+        }
+    }
+}
+
+fn validate_labels(labels: &Value, field: &str, causes: &mut Vec<Cause>) {
+    let Some(labels) = labels.as_object() else {
+        return;
+    };
+    for (key, value) in labels {
+        if let Err(message) = validation::label_key(key) {
+            causes.push(Cause::invalid(field, key, &message));
+        }
+        let value = value.as_str().unwrap_or("");
+        if let Err(message) = validation::label_value(value) {
+            causes.push(Cause::invalid(&format!("{field}[{key}]"), value, &message));
+        }
+    }
+}
+
+fn validate_pod_spec(spec: &Value, field: &str, causes: &mut Vec<Cause>) {
+    let containers = spec["containers"].as_array().cloned().unwrap_or_default();
+    if containers.is_empty() {
+        causes.push(Cause::required(&format!("{field}.containers"), ""));
+    }
+    let mut names = Vec::new();
+    for (i, container) in containers.iter().enumerate() {
+        let at = format!("{field}.containers[{i}]");
+        let name = container["name"].as_str().unwrap_or("");
+        if name.is_empty() {
+            causes.push(Cause::required(&format!("{at}.name"), ""));
+        } else if let Err(message) = validation::dns1123_label(name) {
+            causes.push(Cause::invalid(&format!("{at}.name"), name, &message));
+        } else if names.contains(&name) {
+            causes.push(Cause {
+                reason: "FieldValueDuplicate",
+                field: format!("{at}.name"),
+                message: format!("Duplicate value: {name:?}"),
+            });
+        }
+        names.push(name);
+        if container["image"].as_str().unwrap_or("").trim().is_empty() {
+            causes.push(Cause::required(&format!("{at}.image"), ""));
+        }
+        if let Some(ports) = container["ports"].as_array() {
+            for (j, port) in ports.iter().enumerate() {
+                let number = port["containerPort"].as_i64().unwrap_or(0);
+                if !(1..=65535).contains(&number) {
+                    causes.push(Cause::invalid(
+                        &format!("{at}.ports[{j}].containerPort"),
+                        &number.to_string(),
+                        "must be between 1 and 65535, inclusive",
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(policy) = spec["restartPolicy"].as_str()
+        && !["Always", "OnFailure", "Never"].contains(&policy)
+    {
+        causes.push(Cause {
+            reason: "FieldValueNotSupported",
+            field: format!("{field}.restartPolicy"),
+            message: format!(
+                "Unsupported value: {policy:?}: supported values: \"Always\", \"OnFailure\", \"Never\""
+            ),
+        });
+    }
+}
+
+fn validate_workload(object: &Value, needs_selector: bool, causes: &mut Vec<Cause>) {
+    let spec = &object["spec"];
+    if let Some(replicas) = spec["replicas"].as_i64()
+        && replicas < 0
+    {
+        causes.push(Cause::invalid(
+            "spec.replicas",
+            &replicas.to_string(),
+            "must be greater than or equal to 0",
+        ));
+    }
+    let selector = &spec["selector"];
+    let template_labels = spec["template"]["metadata"]["labels"].as_object();
+    if needs_selector {
+        match selector {
+            Value::Object(map) if !map.is_empty() => {
+                match labels::from_label_selector_object(selector) {
+                    Ok(parsed) => {
+                        if parsed.is_empty() {
+                            causes.push(Cause::invalid(
+                                "spec.selector",
+                                "{}",
+                                "empty selector is invalid for deployment",
+                            ));
+                        } else if !parsed.matches(template_labels) {
+                            causes.push(Cause::invalid(
+                                "spec.template.metadata.labels",
+                                &label_text(template_labels),
+                                "`selector` does not match template `labels`",
+                            ));
+                        }
+                    }
+                    Err(e) => causes.push(Cause::invalid("spec.selector", "", &e.to_string())),
+                }
+            }
+            _ => causes.push(Cause::required("spec.selector", "")),
+        }
+    }
+    validate_labels(
+        &spec["template"]["metadata"]["labels"],
+        "spec.template.metadata.labels",
+        causes,
+    );
+    match spec["template"].get("spec") {
+        Some(pod_spec) => validate_pod_spec(pod_spec, "spec.template.spec", causes),
+        None => causes.push(Cause::required("spec.template.spec", "")),
+    }
+}
+
+fn label_text(labels: Option<&Map<String, Value>>) -> String {
+    labels
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
+}
+
+fn validate_job(object: &Value, causes: &mut Vec<Cause>) {
+    validate_workload(object, false, causes);
+    let policy = object["spec"]["template"]["spec"]["restartPolicy"]
+        .as_str()
+        .unwrap_or("");
+    if policy != "Never" && policy != "OnFailure" {
+        causes.push(Cause {
+            reason: "FieldValueNotSupported",
+            field: "spec.template.spec.restartPolicy".into(),
+            message: format!(
+                "Unsupported value: {policy:?}: supported values: \"OnFailure\", \"Never\""
+            ),
+        });
+    }
+}
+
+fn validate_service(object: &Value, causes: &mut Vec<Cause>) {
+    let spec = &object["spec"];
+    let kind = spec["type"].as_str().unwrap_or("ClusterIP");
+    if !["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"].contains(&kind) {
+        causes.push(Cause {
+            reason: "FieldValueNotSupported",
+            field: "spec.type".into(),
+            message: format!("Unsupported value: {kind:?}"),
+        });
+    }
+    for (i, port) in spec["ports"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        let number = port["port"].as_i64().unwrap_or(0);
+        if !(1..=65535).contains(&number) {
+            causes.push(Cause::invalid(
+                &format!("spec.ports[{i}].port"),
+                &number.to_string(),
+                "must be between 1 and 65535, inclusive",
+            ));
+        }
+        if let Some(node_port) = port["nodePort"].as_i64()
+            && !(1..=65535).contains(&node_port)
+        {
+            causes.push(Cause::invalid(
+                &format!("spec.ports[{i}].nodePort"),
+                &node_port.to_string(),
+                "must be between 1 and 65535, inclusive",
+            ));
+        }
+    }
+}
+
+/// ConfigMap and Secret keys: `[-._a-zA-Z0-9]+`, at most 253 characters, not `.` or `..`.
+fn config_key(key: &str) -> Result<(), String> {
+    let valid = !key.is_empty()
+        && key.len() <= 253
+        && key != "."
+        && key != ".."
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+    if valid {
+        Ok(())
+    } else {
+        Err("a valid config key must consist of alphanumeric characters, '-', '_' or '.'".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::find;
+
+    fn deployment() -> Value {
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}},
+                             "spec": {"containers": [{"name": "c", "image": "img:1"}]}}
+            }
+        })
+    }
+
+    #[test]
+    fn deployments_get_kubernetes_defaults() {
+        let resource = find("apps", "v1", "deployments").unwrap();
+        let mut object = deployment();
+        apply_defaults(resource, &mut object);
+        assert_eq!(object["spec"]["replicas"], 1);
+        assert_eq!(
+            object["spec"]["strategy"]["rollingUpdate"]["maxSurge"],
+            "25%"
+        );
+        let pod = &object["spec"]["template"]["spec"];
+        assert_eq!(pod["restartPolicy"], "Always");
+        assert_eq!(pod["terminationGracePeriodSeconds"], 30);
+        assert_eq!(pod["containers"][0]["imagePullPolicy"], "IfNotPresent");
+        assert!(validate(resource, &object).is_empty());
+    }
+
+    #[test]
+    fn a_selector_that_does_not_match_the_template_is_invalid() {
+        let resource = find("apps", "v1", "deployments").unwrap();
+        let mut object = deployment();
+        object["spec"]["selector"]["matchLabels"]["app"] = json!("other");
+        let causes = validate(resource, &object);
+        assert_eq!(causes.len(), 1, "{causes:?}");
+        assert_eq!(causes[0].field, "spec.template.metadata.labels");
+    }
+
+    #[test]
+    fn invalid_names_and_label_values_are_reported_by_field() {
+        let resource = find("", "v1", "configmaps").unwrap();
+        let object = json!({
+            "metadata": {"name": "Bad_Name", "labels": {"ok": "not ok!"}},
+            "data": {"bad key": "x"}
+        });
+        let fields: Vec<_> = validate(resource, &object)
+            .into_iter()
+            .map(|c| c.field)
+            .collect();
+        assert_eq!(
+            fields,
+            ["metadata.name", "metadata.labels[ok]", "data[bad key]"]
+        );
+    }
+
+    #[test]
+    fn pods_need_containers_with_names_and_images() {
+        let resource = find("", "v1", "pods").unwrap();
+        let object = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c"}, {"name": "c", "image": "x"}]}});
+        let fields: Vec<_> = validate(resource, &object)
+            .into_iter()
+            .map(|c| c.field)
+            .collect();
+        assert_eq!(
+            fields,
+            ["spec.containers[0].image", "spec.containers[1].name"]
+        );
+    }
+
+    #[test]
+    fn latest_or_untagged_images_are_always_pulled() {
+        assert!(image_tag_is_latest("nginx"));
+        assert!(image_tag_is_latest("registry:5000/nginx:latest"));
+        assert!(image_tag_is_latest("registry:5000/nginx"));
+        assert!(!image_tag_is_latest("nginx:1.25"));
+        assert!(!image_tag_is_latest("nginx@sha256:abc"));
+    }
+}

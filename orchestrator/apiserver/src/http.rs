@@ -1,0 +1,851 @@
+//! HTTP: Kubernetes' REST paths, verbs, query parameters and media types, mapped onto the
+//! [`Registry`](crate::registry::Registry).
+//!
+//! Every resource path goes through one dispatcher that parses
+//! `/api/v1/...` and `/apis/GROUP/VERSION/...` into a [`Target`], reads the body (at most
+//! [`MAX_BODY_BYTES`], else 413), and calls the registry. Errors become `kind: Status` in
+//! [`crate::error`], nowhere else.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use wharf_apimachinery::{fields, labels};
+
+use crate::error::ApiError;
+use crate::registry::{DeleteOptions, ListOptions, Part, PatchType, WriteOptions};
+use crate::resources::{self, Resource};
+use crate::{ApiServer, discovery, table, watch};
+
+/// The largest request body accepted (Kubernetes' own limit is 3 MiB).
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// What a resource path addresses.
+#[derive(Debug)]
+pub struct Target {
+    /// The resource.
+    pub resource: &'static Resource,
+    /// The namespace in the path, if any.
+    pub namespace: Option<String>,
+    /// The object name, if the path names one.
+    pub name: Option<String>,
+    /// The subresource (`status`, `scale`, ...), if any.
+    pub subresource: Option<String>,
+    /// Whether the path used the legacy `/watch/` prefix.
+    pub legacy_watch: bool,
+}
+
+/// Parses the part of a path after `/api/v1/` or `/apis/GROUP/VERSION/`.
+pub fn parse_target(group: &str, version: &str, rest: &[&str]) -> Result<Target, ApiError> {
+    let (legacy_watch, rest) = match rest.split_first() {
+        Some((&"watch", tail)) => (true, tail),
+        _ => (false, rest),
+    };
+    let unknown = |plural: &str| {
+        let gv = if group.is_empty() {
+            version.to_owned()
+        } else {
+            format!("{group}/{version}")
+        };
+        ApiError::PathNotFound(format!(
+            "the server could not find the requested resource ({plural} in {gv})"
+        ))
+    };
+    let find =
+        |plural: &str| resources::find(group, version, plural).ok_or_else(|| unknown(plural));
+    let own = |s: &&str| (*s).to_owned();
+    let target = match rest {
+        // namespaces/NAME/status is the namespace's own subresource.
+        ["namespaces", name, sub @ ("status" | "finalize")] if group.is_empty() => Target {
+            resource: find("namespaces")?,
+            namespace: None,
+            name: Some(own(name)),
+            subresource: Some(own(sub)),
+            legacy_watch,
+        },
+        ["namespaces", ns, plural, tail @ ..] if tail.len() <= 2 => {
+            let resource = find(plural)?;
+            if !resource.namespaced {
+                return Err(unknown(plural));
+            }
+            Target {
+                resource,
+                namespace: Some(own(ns)),
+                name: tail.first().map(own),
+                subresource: tail.get(1).map(own),
+                legacy_watch,
+            }
+        }
+        [plural, tail @ ..] if tail.len() <= 2 => {
+            let resource = find(plural)?;
+            if resource.namespaced && !tail.is_empty() {
+                return Err(unknown(plural));
+            }
+            Target {
+                resource,
+                namespace: None,
+                name: tail.first().map(own),
+                subresource: tail.get(1).map(own),
+                legacy_watch,
+            }
+        }
+        _ => {
+            return Err(ApiError::PathNotFound(
+                "the server could not find the requested resource".into(),
+            ));
+        }
+    };
+    if let Some(sub) = &target.subresource {
+        let supported = match sub.as_str() {
+            "status" => target.resource.has_status,
+            "scale" => target.resource.has_scale,
+            _ => false,
+        };
+        if !supported {
+            return Err(ApiError::PathNotFound(format!(
+                "the server could not find the requested resource ({}/{sub})",
+                target.resource.plural
+            )));
+        }
+    }
+    Ok(target)
+}
+
+/// The query parameters of a request, by name (the last value wins).
+pub type Query = HashMap<String, String>;
+
+fn query_of(request: &Request) -> Query {
+    request
+        .uri()
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
+}
+
+fn flag(query: &Query, name: &str) -> bool {
+    query
+        .get(name)
+        .is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
+}
+
+/// The entry point for every `/api/...` and `/apis/...` request.
+pub async fn dispatch(State(server): State<Arc<ApiServer>>, request: Request) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let started = std::time::Instant::now();
+    let (response, verb, resource) = match route(&server, request).await {
+        Ok((response, verb, resource)) => (response, verb, resource),
+        Err((error, verb, resource)) => (error.into_response(), verb, resource),
+    };
+    let code = response.status().as_u16();
+    server.metrics.record_request(verb, resource, code);
+    tracing::debug!(%method, %path, code, elapsed_us = started.elapsed().as_micros() as u64, "request");
+    response
+}
+
+type Routed =
+    Result<(Response, &'static str, &'static str), (ApiError, &'static str, &'static str)>;
+
+async fn route(server: &ApiServer, request: Request) -> Routed {
+    let path = request.uri().path().to_owned();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, version, rest) = match segments.as_slice() {
+        ["api"] => return Ok((discovery::api_versions(&request).into_response(), "get", "")),
+        ["apis"] => return Ok((discovery::api_groups(&request).into_response(), "get", "")),
+        ["api", "v1", rest @ ..] => ("", "v1", rest),
+        ["apis", group] => {
+            return discovery::api_group(group)
+                .map(|r| (r.into_response(), "get", ""))
+                .map_err(|e| (e, "get", ""));
+        }
+        ["apis", group, version, rest @ ..] => (*group, *version, rest),
+        _ => {
+            return Err((
+                ApiError::PathNotFound("the server could not find the requested resource".into()),
+                "get",
+                "",
+            ));
+        }
+    };
+    if rest.is_empty() {
+        return discovery::resource_list(group, version)
+            .map(|r| (r.into_response(), "get", ""))
+            .map_err(|e| (e, "get", ""));
+    }
+    let target = parse_target(group, version, rest).map_err(|e| (e, "get", ""))?;
+    let plural = target.resource.plural;
+    let query = query_of(&request);
+    let verb = verb_of(request.method(), &target, &query);
+    handle(server, target, query, request)
+        .await
+        .map(|r| (r, verb, plural))
+        .map_err(|e| (e, verb, plural))
+}
+
+fn verb_of(method: &Method, target: &Target, query: &Query) -> &'static str {
+    match (method.as_str(), target.name.is_some()) {
+        ("GET", true) => "get",
+        ("GET", false) if target.legacy_watch || flag(query, "watch") => "watch",
+        ("GET", false) => "list",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", true) => "delete",
+        ("DELETE", false) => "deletecollection",
+        _ => "other",
+    }
+}
+
+async fn handle(
+    server: &ApiServer,
+    target: Target,
+    query: Query,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let registry = &server.registry;
+    let resource = target.resource;
+    let namespace = target.namespace.as_deref();
+    let headers = request.headers().clone();
+    let method = request.method().clone();
+    let write_options = WriteOptions {
+        dry_run: query.get("dryRun").is_some_and(|v| v == "All"),
+    };
+    let part = match target.subresource.as_deref() {
+        Some("status") => Part::Status,
+        _ => Part::Main,
+    };
+    let scale = target.subresource.as_deref() == Some("scale");
+    match (method, target.name.as_deref()) {
+        (Method::GET, Some(name)) => {
+            let object = registry.get(resource, namespace, name).await?;
+            if scale {
+                return Ok(json_response(StatusCode::OK, &scale_of(&object)));
+            }
+            if wants_table(&headers) {
+                let table = table::table(resource, &[object], None, None, &headers);
+                return Ok(json_response(StatusCode::OK, &table));
+            }
+            Ok(json_response(StatusCode::OK, &object))
+        }
+        (Method::GET, None) => {
+            let options = list_options(&query)?;
+            if target.legacy_watch || flag(&query, "watch") {
+                return watch::serve(
+                    server,
+                    resource,
+                    target.namespace.clone(),
+                    options,
+                    &query,
+                    &headers,
+                )
+                .await;
+            }
+            let page = registry.list(resource, namespace, &options).await?;
+            Ok(render_list(&headers, resource, page))
+        }
+        (Method::POST, None) => {
+            let body = read_body(request).await?;
+            let object = decode_object(&headers, &body, resource)?;
+            let warnings = unknown_field_warnings(resource, &object, &query)?;
+            let created = registry
+                .create(resource, namespace, object, &write_options)
+                .await?;
+            let mut response = json_response(StatusCode::CREATED, &created);
+            add_warnings(&mut response, &warnings);
+            Ok(response)
+        }
+        (Method::PUT, Some(name)) => {
+            let body = read_body(request).await?;
+            let mut object = decode_object(&headers, &body, resource)?;
+            if scale {
+                let replicas = object
+                    .pointer("/spec/replicas")
+                    .cloned()
+                    .unwrap_or(json!(0));
+                let expected = object.pointer("/metadata/resourceVersion").cloned();
+                let mut patch = json!({"spec": {"replicas": replicas}});
+                if let Some(rv) = expected {
+                    patch["metadata"] = json!({"resourceVersion": rv});
+                }
+                let updated = registry
+                    .patch(
+                        resource,
+                        namespace,
+                        name,
+                        PatchType::Merge,
+                        &patch,
+                        Part::Main,
+                        &write_options,
+                    )
+                    .await?;
+                return Ok(json_response(StatusCode::OK, &scale_of(&updated)));
+            }
+            let warnings = unknown_field_warnings(resource, &object, &query)?;
+            object["apiVersion"] = json!(resource.api_version());
+            object["kind"] = json!(resource.kind);
+            let updated = registry
+                .update(resource, namespace, name, object, part, &write_options)
+                .await?;
+            let mut response = json_response(StatusCode::OK, &updated);
+            add_warnings(&mut response, &warnings);
+            Ok(response)
+        }
+        (Method::PATCH, Some(name)) => {
+            let content_type = media_type(&headers);
+            let body = read_body(request).await?;
+            if content_type == "application/apply-patch+yaml" {
+                return server_side_apply(server, resource, namespace, name, &body, &write_options)
+                    .await;
+            }
+            let patch_type = match content_type.as_str() {
+                "application/merge-patch+json" => PatchType::Merge,
+                "application/json-patch+json" => PatchType::Json,
+                "application/strategic-merge-patch+json" => PatchType::StrategicMerge,
+                _ => return Err(ApiError::UnsupportedMediaType(PATCH_TYPES.into())),
+            };
+            let patch: Value = serde_json::from_slice(&body)
+                .map_err(|e| ApiError::BadRequest(format!("error decoding patch: {e}")))?;
+            if scale {
+                // A scale patch addresses the Scale object; only spec.replicas carries over.
+                let current = registry.get(resource, namespace, name).await?;
+                let patched =
+                    crate::registry::apply_patch(&scale_of(&current), patch_type, &patch)?;
+                let replicas = patched
+                    .pointer("/spec/replicas")
+                    .cloned()
+                    .unwrap_or(json!(0));
+                let updated = registry
+                    .patch(
+                        resource,
+                        namespace,
+                        name,
+                        PatchType::Merge,
+                        &json!({"spec": {"replicas": replicas}}),
+                        Part::Main,
+                        &write_options,
+                    )
+                    .await?;
+                return Ok(json_response(StatusCode::OK, &scale_of(&updated)));
+            }
+            let updated = registry
+                .patch(
+                    resource,
+                    namespace,
+                    name,
+                    patch_type,
+                    &patch,
+                    part,
+                    &write_options,
+                )
+                .await?;
+            Ok(json_response(StatusCode::OK, &updated))
+        }
+        (Method::DELETE, Some(name)) => {
+            let body = read_body(request).await?;
+            let options = delete_options(&query, &body)?;
+            let result = registry.delete(resource, namespace, name, &options).await?;
+            if result.pointer("/metadata/deletionTimestamp").is_some()
+                && !crate::meta::finalizers(&result).is_empty()
+            {
+                return Ok(json_response(StatusCode::OK, &result));
+            }
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({
+                    "kind": "Status", "apiVersion": "v1", "metadata": {},
+                    "status": "Success",
+                    "details": {
+                        "name": name,
+                        "group": resource.group,
+                        "kind": resource.plural,
+                        "uid": crate::meta::meta_str(&result, "uid"),
+                    }
+                }),
+            ))
+        }
+        (Method::DELETE, None) => {
+            let body = read_body(request).await?;
+            let options = delete_options(&query, &body)?;
+            let list_options = list_options(&query)?;
+            let page = registry.list(resource, namespace, &list_options).await?;
+            let mut deleted = Vec::new();
+            for object in page.items {
+                let name = crate::meta::meta_str(&object, "name")
+                    .unwrap_or("")
+                    .to_owned();
+                let ns = crate::meta::meta_str(&object, "namespace").map(str::to_owned);
+                match registry
+                    .delete(resource, ns.as_deref(), &name, &options)
+                    .await
+                {
+                    Ok(object) => deleted.push(object),
+                    Err(ApiError::NotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({
+                    "kind": format!("{}List", resource.kind),
+                    "apiVersion": resource.api_version(),
+                    "metadata": {"resourceVersion": page.revision.to_string()},
+                    "items": deleted,
+                }),
+            ))
+        }
+        (method, _) => Err(ApiError::MethodNotSupported(format!(
+            "the server does not allow this method on the requested resource ({method} {})",
+            resource.plural
+        ))),
+    }
+}
+
+const PATCH_TYPES: &str = "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml";
+
+/// Server-side apply without field ownership: create if absent, otherwise merge the applied
+/// configuration into the live object with strategic-merge semantics.
+async fn server_side_apply(
+    server: &ApiServer,
+    resource: &'static Resource,
+    namespace: Option<&str>,
+    name: &str,
+    body: &[u8],
+    options: &WriteOptions,
+) -> Result<Response, ApiError> {
+    let applied = decode_yaml_or_json(body)?;
+    if !applied.is_object() {
+        return Err(ApiError::BadRequest(
+            "the applied configuration must be an object".into(),
+        ));
+    }
+    match server.registry.get(resource, namespace, name).await {
+        Ok(_) => {
+            let updated = server
+                .registry
+                .patch(
+                    resource,
+                    namespace,
+                    name,
+                    PatchType::StrategicMerge,
+                    &applied,
+                    Part::Main,
+                    options,
+                )
+                .await?;
+            Ok(json_response(StatusCode::OK, &updated))
+        }
+        Err(ApiError::NotFound(_)) => {
+            let mut object = applied;
+            crate::meta::set_meta(&mut object, "name", json!(name));
+            let created = server
+                .registry
+                .create(resource, namespace, object, options)
+                .await?;
+            Ok(json_response(StatusCode::CREATED, &created))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The `autoscaling/v1` Scale view of a Deployment or ReplicaSet.
+fn scale_of(object: &Value) -> Value {
+    let selector = object
+        .pointer("/spec/selector")
+        .and_then(|s| labels::from_label_selector_object(s).ok())
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": object.pointer("/metadata/name"),
+            "namespace": object.pointer("/metadata/namespace"),
+            "uid": object.pointer("/metadata/uid"),
+            "resourceVersion": object.pointer("/metadata/resourceVersion"),
+            "creationTimestamp": object.pointer("/metadata/creationTimestamp"),
+        },
+        "spec": {"replicas": object.pointer("/spec/replicas").cloned().unwrap_or(json!(0))},
+        "status": {
+            "replicas": object.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
+            "selector": selector,
+        },
+    })
+}
+
+fn list_options(query: &Query) -> Result<ListOptions, ApiError> {
+    let label_selector = query
+        .get("labelSelector")
+        .filter(|s| !s.is_empty())
+        .map(|s| labels::parse(s))
+        .transpose()
+        .map_err(|e| ApiError::BadRequest(format!("unable to parse requirement: {e}")))?;
+    let field_selector = query
+        .get("fieldSelector")
+        .filter(|s| !s.is_empty())
+        .map(|s| fields::parse(s))
+        .transpose()
+        .map_err(|e| ApiError::BadRequest(format!("invalid field selector: {e}")))?;
+    let limit = query
+        .get("limit")
+        .map(|l| l.parse::<usize>())
+        .transpose()
+        .map_err(|_| ApiError::BadRequest("limit must be a non-negative integer".into()))?;
+    Ok(ListOptions {
+        label_selector,
+        field_selector,
+        limit,
+        continue_token: query.get("continue").filter(|c| !c.is_empty()).cloned(),
+    })
+}
+
+fn delete_options(query: &Query, body: &[u8]) -> Result<DeleteOptions, ApiError> {
+    let from_body: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::BadRequest(format!("invalid DeleteOptions: {e}")))?
+    };
+    let text = |v: &Value| v.as_str().map(str::to_owned);
+    let dry_run = query.get("dryRun").is_some_and(|v| v == "All")
+        || from_body["dryRun"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|v| v == "All"));
+    let mut propagation_policy = query
+        .get("propagationPolicy")
+        .cloned()
+        .or_else(|| text(&from_body["propagationPolicy"]));
+    if propagation_policy.is_none() {
+        propagation_policy = match from_body["orphanDependents"]
+            .as_bool()
+            .or_else(|| query.get("orphanDependents").map(|v| v == "true"))
+        {
+            Some(true) => Some("Orphan".into()),
+            Some(false) => Some("Background".into()),
+            None => None,
+        };
+    }
+    Ok(DeleteOptions {
+        propagation_policy,
+        precondition_uid: text(&from_body["preconditions"]["uid"]),
+        precondition_resource_version: text(&from_body["preconditions"]["resourceVersion"]),
+        dry_run,
+    })
+}
+
+/// Reads the body, refusing more than [`MAX_BODY_BYTES`].
+///
+/// An oversized body is still read to its end (up to [`MAX_DRAINED_BYTES`]) and thrown away,
+/// so that the client, which is still sending, receives the 413 instead of a broken pipe.
+async fn read_body(request: Request) -> Result<Bytes, ApiError> {
+    use http_body_util::BodyExt;
+    let mut body = request.into_body();
+    let mut collected = Vec::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| ApiError::BadRequest(format!("error reading the body: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        total += data.len();
+        if total <= MAX_BODY_BYTES {
+            collected.extend_from_slice(&data);
+        } else if total > MAX_DRAINED_BYTES {
+            break;
+        }
+    }
+    if total > MAX_BODY_BYTES {
+        return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
+    }
+    Ok(Bytes::from(collected))
+}
+
+/// How much of an oversized body is read and discarded before the connection is dropped.
+const MAX_DRAINED_BYTES: usize = 64 * 1024 * 1024;
+
+fn media_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .unwrap_or("application/json")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+fn decode_yaml_or_json(body: &[u8]) -> Result<Value, ApiError> {
+    if let Ok(value) = serde_json::from_slice::<Value>(body) {
+        return Ok(value);
+    }
+    serde_yaml::from_slice::<Value>(body)
+        .map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")))
+}
+
+/// Decodes a create/update body and checks its apiVersion and kind against the path.
+fn decode_object(headers: &HeaderMap, body: &[u8], resource: &Resource) -> Result<Value, ApiError> {
+    let object: Value = match media_type(headers).as_str() {
+        "application/json" | "" => serde_json::from_slice(body)
+            .map_err(|e| ApiError::BadRequest(format!("error decoding JSON body: {e}")))?,
+        "application/yaml" | "application/x-yaml" | "text/yaml" => serde_yaml::from_slice(body)
+            .map_err(|e| ApiError::BadRequest(format!("error decoding YAML body: {e}")))?,
+        _ => {
+            return Err(ApiError::UnsupportedMediaType(
+                "application/json, application/yaml".into(),
+            ));
+        }
+    };
+    if !object.is_object() {
+        return Err(ApiError::BadRequest(format!(
+            "the body must be a {} object",
+            resource.kind
+        )));
+    }
+    let kind = object.get("kind").and_then(Value::as_str);
+    let api_version = object.get("apiVersion").and_then(Value::as_str);
+    if let Some(kind) = kind
+        && kind != resource.kind
+    {
+        return Err(ApiError::BadRequest(format!(
+            "the kind of the body ({kind}) does not match the resource {} (kind {})",
+            resource.plural, resource.kind
+        )));
+    }
+    if let Some(api_version) = api_version
+        && api_version != resource.api_version()
+    {
+        return Err(ApiError::BadRequest(format!(
+            "the apiVersion of the body ({api_version}) does not match the request path ({})",
+            resource.api_version()
+        )));
+    }
+    let mut object = object;
+    object["apiVersion"] = json!(resource.api_version());
+    object["kind"] = json!(resource.kind);
+    Ok(object)
+}
+
+/// Fields of `object` that the typed schema does not know. With `fieldValidation=Strict` they
+/// are an error (as in Kubernetes); with `Warn` they come back as warnings; `Ignore` drops them.
+fn unknown_field_warnings(
+    resource: &Resource,
+    object: &Value,
+    query: &Query,
+) -> Result<Vec<String>, ApiError> {
+    let mode = query
+        .get("fieldValidation")
+        .map(String::as_str)
+        .unwrap_or("Warn");
+    if mode == "Ignore" {
+        return Ok(Vec::new());
+    }
+    let Ok(normalized) = (resource.normalize)(object.clone()) else {
+        // The registry reports the decoding error itself.
+        return Ok(Vec::new());
+    };
+    let mut unknown = Vec::new();
+    collect_unknown(object, &normalized, "", &mut unknown);
+    if unknown.is_empty() {
+        return Ok(unknown);
+    }
+    let messages: Vec<String> = unknown
+        .iter()
+        .map(|f| format!("unknown field {f:?}"))
+        .collect();
+    if mode == "Strict" {
+        return Err(ApiError::BadRequest(format!(
+            "strict decoding error: {}",
+            messages.join(", ")
+        )));
+    }
+    Ok(messages)
+}
+
+fn collect_unknown(input: &Value, known: &Value, path: &str, out: &mut Vec<String>) {
+    match (input, known) {
+        (Value::Object(input), Value::Object(known)) => {
+            for (key, value) in input {
+                let child = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                match known.get(key) {
+                    Some(known_value) => collect_unknown(value, known_value, &child, out),
+                    None if !value.is_null() => out.push(child),
+                    None => {}
+                }
+            }
+        }
+        (Value::Array(input), Value::Array(known)) => {
+            for (i, (a, b)) in input.iter().zip(known).enumerate() {
+                collect_unknown(a, b, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn add_warnings(response: &mut Response, warnings: &[String]) {
+    for warning in warnings {
+        let text = format!("299 - {:?}", warning);
+        if let Ok(value) = HeaderValue::from_str(&text) {
+            response.headers_mut().append("warning", value);
+        }
+    }
+}
+
+/// A JSON response.
+pub fn json_response(code: StatusCode, value: &Value) -> Response {
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    (
+        code,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// Whether the client asked for `meta.k8s.io` Table output.
+pub fn wants_table(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| {
+            accept
+                .split(',')
+                .next()
+                .is_some_and(|first| first.contains("as=Table") && first.contains("g=meta.k8s.io"))
+        })
+}
+
+fn render_list(
+    headers: &HeaderMap,
+    resource: &Resource,
+    page: crate::registry::ListPage,
+) -> Response {
+    if wants_table(headers) {
+        return json_response(
+            StatusCode::OK,
+            &table::table(
+                resource,
+                &page.items,
+                Some(page.revision),
+                page.continue_token.as_deref(),
+                headers,
+            ),
+        );
+    }
+    let mut metadata = json!({"resourceVersion": page.revision.to_string()});
+    if let Some(token) = &page.continue_token {
+        metadata["continue"] = json!(token);
+    }
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "kind": format!("{}List", resource.kind),
+            "apiVersion": resource.api_version(),
+            "metadata": metadata,
+            "items": page.items,
+        }),
+    )
+}
+
+/// 404 for paths outside the API.
+pub async fn not_found(request: Request<Body>) -> Response {
+    ApiError::PathNotFound(format!(
+        "the server could not find the requested resource: {}",
+        request.uri().path()
+    ))
+    .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespaced_object_paths_parse() {
+        let t = parse_target(
+            "apps",
+            "v1",
+            &["namespaces", "default", "deployments", "web", "scale"],
+        )
+        .unwrap();
+        assert_eq!(t.resource.kind, "Deployment");
+        assert_eq!(t.namespace.as_deref(), Some("default"));
+        assert_eq!(t.name.as_deref(), Some("web"));
+        assert_eq!(t.subresource.as_deref(), Some("scale"));
+    }
+
+    #[test]
+    fn namespace_status_is_a_subresource_not_a_collection() {
+        let t = parse_target("", "v1", &["namespaces", "team-a", "status"]).unwrap();
+        assert_eq!(t.resource.kind, "Namespace");
+        assert_eq!(t.name.as_deref(), Some("team-a"));
+        assert_eq!(t.subresource.as_deref(), Some("status"));
+        let t = parse_target("", "v1", &["namespaces", "team-a", "pods"]).unwrap();
+        assert_eq!(t.resource.kind, "Pod");
+        assert_eq!(t.name, None);
+    }
+
+    #[test]
+    fn unknown_resources_and_subresources_are_not_found() {
+        for rest in [
+            &["widgets"][..],
+            &["namespaces", "default", "widgets"],
+            &["namespaces", "default", "configmaps", "a", "scale"],
+            &["nodes", "a", "b", "c"],
+            &["configmaps", "name-without-namespace"],
+        ] {
+            let err = parse_target("", "v1", rest).unwrap_err();
+            assert_eq!(err.code(), StatusCode::NOT_FOUND, "{rest:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_found_with_their_path() {
+        let resource = resources::find("apps", "v1", "deployments").unwrap();
+        let object = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "a", "colour": "red"},
+            "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "i", "bogus": 1}]}}}
+        });
+        let mut query = Query::new();
+        query.insert("fieldValidation".into(), "Strict".into());
+        let err = unknown_field_warnings(resource, &object, &query).unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("metadata.colour"), "{message}");
+        assert!(
+            message.contains("spec.template.spec.containers[0].bogus"),
+            "{message}"
+        );
+        query.insert("fieldValidation".into(), "Warn".into());
+        assert_eq!(
+            unknown_field_warnings(resource, &object, &query)
+                .unwrap()
+                .len(),
+            2
+        );
+    }
+
+    #[test]
+    fn table_is_wanted_only_when_it_is_the_first_choice() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::ACCEPT,
+            HeaderValue::from_static(
+                "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
+            ),
+        );
+        assert!(wants_table(&headers));
+        headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        assert!(!wants_table(&headers));
+    }
+}

@@ -1,0 +1,113 @@
+//! Wharf's Kubernetes-compatible API server.
+//!
+//! Layers, outside in: [`http`] (paths, verbs, media types, body limits) → [`registry`]
+//! (Kubernetes object semantics: metadata, concurrency, finalizers, subresources) →
+//! [`wharf_store::Store`] (keys, revisions, watches). Only this crate speaks JSON to clients;
+//! the store sees opaque bytes.
+
+pub mod admission;
+pub mod bootstrap;
+pub mod discovery;
+pub mod error;
+pub mod http;
+pub mod meta;
+pub mod metrics;
+pub mod registry;
+pub mod resources;
+pub mod table;
+pub mod watch;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use wharf_store::Store;
+
+pub use error::ApiError;
+pub use registry::Registry;
+
+/// Shared state of the API server.
+#[derive(Debug)]
+pub struct ApiServer {
+    /// Object semantics over the store.
+    pub registry: Registry,
+    /// Request counters.
+    pub metrics: metrics::Metrics,
+    ready: AtomicBool,
+    stopping: tokio::sync::watch::Sender<bool>,
+}
+
+impl ApiServer {
+    /// An API server over `store`. It reports ready once [`ApiServer::set_ready`] is called.
+    pub fn new(store: Arc<dyn Store>) -> Arc<ApiServer> {
+        Arc::new(ApiServer {
+            registry: Registry::new(store),
+            metrics: metrics::Metrics::default(),
+            ready: AtomicBool::new(false),
+            stopping: tokio::sync::watch::Sender::new(false),
+        })
+    }
+
+    /// Begins shutdown: not ready any more, and open watches end so connections can close.
+    pub fn begin_shutdown(&self) {
+        self.set_ready(false);
+        self.stopping.send_replace(true);
+    }
+
+    /// Resolves once shutdown has begun.
+    pub fn stopping(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut receiver = self.stopping.subscribe();
+        async move {
+            let _ = receiver.wait_for(|stopping| *stopping).await;
+        }
+    }
+
+    /// Marks the server ready (bootstrap done) or not (shutting down).
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+}
+
+/// The router serving the whole API.
+pub fn router(server: Arc<ApiServer>) -> Router {
+    Router::new()
+        .route(
+            "/version",
+            get(|| async { axum::Json(discovery::version()) }),
+        )
+        .route("/healthz", get(healthz))
+        .route("/livez", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .route("/api", any(http::dispatch))
+        .route("/api/{*rest}", any(http::dispatch))
+        .route("/apis", any(http::dispatch))
+        .route("/apis/{*rest}", any(http::dispatch))
+        .fallback(http::not_found)
+        .with_state(server)
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(server): State<Arc<ApiServer>>) -> Response {
+    if server.ready.load(Ordering::Acquire) {
+        "ok".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
+    }
+}
+
+async fn metrics_text(State(server): State<Arc<ApiServer>>) -> Response {
+    let stats = server.registry.store().stats();
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        server.metrics.render(Some(stats)),
+    )
+        .into_response()
+}

@@ -1,0 +1,324 @@
+//! `meta.k8s.io/v1` Table output, which `kubectl get` asks for and prints as columns.
+//!
+//! Each kind has the columns a Kubernetes user knows from `kubectl get`; kinds without a
+//! specific printer get NAME and AGE.
+
+use axum::http::HeaderMap;
+use serde_json::{Value, json};
+
+use crate::resources::Resource;
+
+struct Column {
+    name: &'static str,
+    kind: &'static str,
+    priority: u8,
+}
+
+const fn col(name: &'static str, kind: &'static str, priority: u8) -> Column {
+    Column {
+        name,
+        kind,
+        priority,
+    }
+}
+
+fn columns(kind: &str) -> Vec<Column> {
+    let name = col("Name", "string", 0);
+    let age = col("Age", "string", 0);
+    match kind {
+        "Pod" => vec![
+            name,
+            col("Ready", "string", 0),
+            col("Status", "string", 0),
+            col("Restarts", "string", 0),
+            age,
+            col("IP", "string", 1),
+            col("Node", "string", 1),
+        ],
+        "Deployment" => vec![
+            name,
+            col("Ready", "string", 0),
+            col("Up-to-date", "integer", 0),
+            col("Available", "integer", 0),
+            age,
+        ],
+        "ReplicaSet" => vec![
+            name,
+            col("Desired", "integer", 0),
+            col("Current", "integer", 0),
+            col("Ready", "integer", 0),
+            age,
+        ],
+        "ConfigMap" => vec![name, col("Data", "integer", 0), age],
+        "Secret" => vec![
+            name,
+            col("Type", "string", 0),
+            col("Data", "integer", 0),
+            age,
+        ],
+        "Namespace" => vec![name, col("Status", "string", 0), age],
+        "Service" => vec![
+            name,
+            col("Type", "string", 0),
+            col("Cluster-IP", "string", 0),
+            col("External-IP", "string", 0),
+            col("Port(s)", "string", 0),
+            age,
+        ],
+        "RuntimeClass" => vec![name, col("Handler", "string", 0), age],
+        _ => vec![name, age],
+    }
+}
+
+fn count(value: &Value) -> usize {
+    value.as_object().map_or(0, |m| m.len())
+}
+
+fn cells(kind: &str, object: &Value, now: k8s_openapi::jiff::Timestamp) -> Vec<Value> {
+    let name = json!(
+        object
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    );
+    let age = json!(age_of(object, now));
+    let int = |pointer: &str| object.pointer(pointer).and_then(Value::as_i64).unwrap_or(0);
+    let text = |pointer: &str| {
+        object
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned()
+    };
+    match kind {
+        "Pod" => {
+            let statuses = object
+                .pointer("/status/containerStatuses")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let total = object
+                .pointer("/spec/containers")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            let ready = statuses.iter().filter(|s| s["ready"] == true).count();
+            let restarts: i64 = statuses
+                .iter()
+                .map(|s| s["restartCount"].as_i64().unwrap_or(0))
+                .sum();
+            let mut status = text("/status/phase");
+            if status.is_empty() {
+                status = "Pending".into();
+            }
+            if object.pointer("/metadata/deletionTimestamp").is_some() {
+                status = "Terminating".into();
+            }
+            let ip = text("/status/podIP");
+            let node = text("/spec/nodeName");
+            vec![
+                name,
+                json!(format!("{ready}/{total}")),
+                json!(status),
+                json!(restarts.to_string()),
+                age,
+                json!(if ip.is_empty() { "<none>".into() } else { ip }),
+                json!(if node.is_empty() {
+                    "<none>".into()
+                } else {
+                    node
+                }),
+            ]
+        }
+        "Deployment" => vec![
+            name,
+            json!(format!(
+                "{}/{}",
+                int("/status/readyReplicas"),
+                int("/spec/replicas")
+            )),
+            json!(int("/status/updatedReplicas")),
+            json!(int("/status/availableReplicas")),
+            age,
+        ],
+        "ReplicaSet" => vec![
+            name,
+            json!(int("/spec/replicas")),
+            json!(int("/status/replicas")),
+            json!(int("/status/readyReplicas")),
+            age,
+        ],
+        "ConfigMap" => vec![
+            name,
+            json!(count(&object["data"]) + count(&object["binaryData"])),
+            age,
+        ],
+        "Secret" => vec![
+            name,
+            json!(text("/type")),
+            json!(count(&object["data"])),
+            age,
+        ],
+        "Namespace" => vec![name, json!(text("/status/phase")), age],
+        "Service" => {
+            let ports: Vec<String> = object
+                .pointer("/spec/ports")
+                .and_then(Value::as_array)
+                .map(|ports| {
+                    ports
+                        .iter()
+                        .map(|p| {
+                            let protocol = p["protocol"].as_str().unwrap_or("TCP");
+                            match p["nodePort"].as_i64() {
+                                Some(node_port) => format!("{}:{node_port}/{protocol}", p["port"]),
+                                None => format!("{}/{protocol}", p["port"]),
+                            }
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let cluster_ip = text("/spec/clusterIP");
+            vec![
+                name,
+                json!(text("/spec/type")),
+                json!(if cluster_ip.is_empty() {
+                    "<none>".into()
+                } else {
+                    cluster_ip
+                }),
+                json!("<none>"),
+                json!(if ports.is_empty() {
+                    "<none>".into()
+                } else {
+                    ports.join(",")
+                }),
+                age,
+            ]
+        }
+        "RuntimeClass" => vec![name, json!(text("/handler")), age],
+        _ => vec![name, age],
+    }
+}
+
+/// Kubernetes' short human duration: `45s`, `3m12s`, `5h`, `2d3h`, `400d`.
+pub fn human_duration(seconds: i64) -> String {
+    let s = seconds.max(0);
+    match s {
+        0..120 => format!("{s}s"),
+        120..600 => {
+            let (m, rest) = (s / 60, s % 60);
+            if rest == 0 {
+                format!("{m}m")
+            } else {
+                format!("{m}m{rest}s")
+            }
+        }
+        600..10_800 => format!("{}m", s / 60),
+        10_800..28_800 => {
+            let (h, m) = (s / 3600, (s % 3600) / 60);
+            if m == 0 {
+                format!("{h}h")
+            } else {
+                format!("{h}h{m}m")
+            }
+        }
+        28_800..172_800 => format!("{}h", s / 3600),
+        172_800..2_592_000 => {
+            let (d, h) = (s / 86_400, (s % 86_400) / 3600);
+            if h == 0 {
+                format!("{d}d")
+            } else {
+                format!("{d}d{h}h")
+            }
+        }
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
+fn age_of(object: &Value, now: k8s_openapi::jiff::Timestamp) -> String {
+    let Some(created) = object
+        .pointer("/metadata/creationTimestamp")
+        .and_then(Value::as_str)
+        .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok())
+    else {
+        return "<unknown>".into();
+    };
+    human_duration(now.as_second() - created.as_second())
+}
+
+/// Builds a Table of `objects`.
+pub fn table(
+    resource: &Resource,
+    objects: &[Value],
+    revision: Option<u64>,
+    continue_token: Option<&str>,
+    _headers: &HeaderMap,
+) -> Value {
+    let now = crate::meta::now();
+    let definitions: Vec<Value> = columns(resource.kind)
+        .into_iter()
+        .map(|c| {
+            json!({
+                "name": c.name,
+                "type": c.kind,
+                "format": if c.name == "Name" { "name" } else { "" },
+                "description": "",
+                "priority": c.priority,
+            })
+        })
+        .collect();
+    let rows: Vec<Value> = objects
+        .iter()
+        .map(|object| {
+            json!({
+                "cells": cells(resource.kind, object, now),
+                "object": {
+                    "kind": "PartialObjectMetadata",
+                    "apiVersion": "meta.k8s.io/v1",
+                    "metadata": object.get("metadata").cloned().unwrap_or_default(),
+                },
+            })
+        })
+        .collect();
+    let mut metadata = json!({});
+    if let Some(revision) = revision {
+        metadata["resourceVersion"] = json!(revision.to_string());
+    }
+    if let Some(token) = continue_token {
+        metadata["continue"] = json!(token);
+    }
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": metadata,
+        "columnDefinitions": definitions,
+        "rows": rows,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_print_like_kubectl() {
+        assert_eq!(human_duration(5), "5s");
+        assert_eq!(human_duration(150), "2m30s");
+        assert_eq!(human_duration(900), "15m");
+        assert_eq!(human_duration(4 * 3600 + 60), "4h1m");
+        assert_eq!(human_duration(30 * 3600), "30h");
+        assert_eq!(human_duration(3 * 86_400 + 3600), "3d1h");
+        assert_eq!(human_duration(400 * 86_400), "400d");
+    }
+
+    #[test]
+    fn every_row_has_one_cell_per_column() {
+        for resource in crate::resources::RESOURCES {
+            let object =
+                json!({"metadata": {"name": "x", "creationTimestamp": "2026-01-01T00:00:00Z"}});
+            let table = table(resource, &[object], Some(3), None, &HeaderMap::new());
+            let columns = table["columnDefinitions"].as_array().unwrap().len();
+            let cells = table["rows"][0]["cells"].as_array().unwrap().len();
+            assert_eq!(columns, cells, "{}", resource.kind);
+        }
+    }
+}

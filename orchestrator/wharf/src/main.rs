@@ -1,0 +1,116 @@
+//! The `wharf` command: `up` (all in one), `server` (control plane) and client verbs.
+
+mod client;
+mod kubeconfig;
+mod up;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Wharf: a WebAssembly-native orchestrator with the Kubernetes API.
+#[derive(Parser, Debug)]
+#[command(name = "wharf", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run everything in one process: API server, controllers, a node, the gateway.
+    Up(up::ServeArgs),
+    /// Run the control plane only (API server and controllers).
+    Server(up::ServeArgs),
+    /// Create or update objects from YAML/JSON files, a directory, or `-` for stdin.
+    Apply {
+        /// File, directory or `-`.
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        target: client::Target,
+    },
+    /// Show objects: `wharf get KIND [NAME]`.
+    Get {
+        /// Kind, plural or short name (e.g. `pods`, `deploy`, `cm`).
+        kind: String,
+        /// Object name; all objects if absent.
+        name: Option<String>,
+        /// Output format: `table` (default), `json`, `yaml` or `name`.
+        #[arg(short = 'o', long = "output", default_value = "table")]
+        output: String,
+        /// Across all namespaces.
+        #[arg(short = 'A', long = "all-namespaces")]
+        all_namespaces: bool,
+        /// Only objects with these labels (`app=web,tier!=db`).
+        #[arg(short = 'l', long = "selector")]
+        selector: Option<String>,
+        #[command(flatten)]
+        target: client::Target,
+    },
+    /// Delete objects: `wharf delete KIND NAME...` or `wharf delete -f FILE`.
+    Delete {
+        /// Kind followed by names.
+        args: Vec<String>,
+        /// Delete the objects described in these files.
+        #[arg(short = 'f', long = "filename")]
+        files: Vec<PathBuf>,
+        /// `Background` (default), `Foreground` or `Orphan`.
+        #[arg(long = "cascade-policy")]
+        propagation_policy: Option<String>,
+        #[command(flatten)]
+        target: client::Target,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Up(args) => up::run(args, up::Mode::AllInOne).await,
+            Command::Server(args) => up::run(args, up::Mode::ControlPlane).await,
+            Command::Apply { files, target } => client::apply(&target, &files).await,
+            Command::Get {
+                kind,
+                name,
+                output,
+                all_namespaces,
+                selector,
+                target,
+            } => {
+                client::get(
+                    &target,
+                    &kind,
+                    name.as_deref(),
+                    &output,
+                    all_namespaces,
+                    selector.as_deref(),
+                )
+                .await
+            }
+            Command::Delete {
+                args,
+                files,
+                propagation_policy,
+                target,
+            } => client::delete(&target, &args, &files, propagation_policy.as_deref()).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

