@@ -212,7 +212,7 @@ fn validate_labels(labels: &Value, field: &str, causes: &mut Vec<Cause>) {
         }
         let value = value.as_str().unwrap_or("");
         if let Err(message) = validation::label_value(value) {
-            causes.push(Cause::invalid(&format!("{field}[{key}]"), value, &message));
+            causes.push(Cause::invalid(field, value, &message));
         }
     }
 }
@@ -453,7 +453,7 @@ mod tests {
             .collect();
         assert_eq!(
             fields,
-            ["metadata.name", "metadata.labels[ok]", "data[bad key]"]
+            ["metadata.name", "metadata.labels", "data[bad key]"]
         );
     }
 

@@ -260,30 +260,19 @@ async fn handle(
         }
         (Method::PUT, Some(name)) => {
             let body = read_body(request).await?;
-            let mut object = decode_object(&headers, &body, resource)?;
             if scale {
-                let replicas = object
-                    .pointer("/spec/replicas")
-                    .cloned()
-                    .unwrap_or(json!(0));
-                let expected = object.pointer("/metadata/resourceVersion").cloned();
-                let mut patch = json!({"spec": {"replicas": replicas}});
-                if let Some(rv) = expected {
-                    patch["metadata"] = json!({"resourceVersion": rv});
-                }
-                let updated = registry
-                    .patch(
-                        resource,
-                        namespace,
-                        name,
-                        PatchType::Merge,
-                        &patch,
-                        Part::Main,
-                        &write_options,
-                    )
-                    .await?;
-                return Ok(json_response(StatusCode::OK, &scale_of(&updated)));
+                let requested = decode_body(&headers, &body)?;
+                return write_scale(
+                    server,
+                    resource,
+                    namespace,
+                    name,
+                    &requested,
+                    &write_options,
+                )
+                .await;
             }
+            let mut object = decode_object(&headers, &body, resource)?;
             let warnings = unknown_field_warnings(resource, &object, &query)?;
             object["apiVersion"] = json!(resource.api_version());
             object["kind"] = json!(resource.kind);
@@ -310,26 +299,19 @@ async fn handle(
             let patch: Value = serde_json::from_slice(&body)
                 .map_err(|e| ApiError::BadRequest(format!("error decoding patch: {e}")))?;
             if scale {
-                // A scale patch addresses the Scale object; only spec.replicas carries over.
+                // A scale patch addresses the Scale object, then writes like a PUT of it.
                 let current = registry.get(resource, namespace, name).await?;
-                let patched =
+                let requested =
                     crate::registry::apply_patch(&scale_of(&current), patch_type, &patch)?;
-                let replicas = patched
-                    .pointer("/spec/replicas")
-                    .cloned()
-                    .unwrap_or(json!(0));
-                let updated = registry
-                    .patch(
-                        resource,
-                        namespace,
-                        name,
-                        PatchType::Merge,
-                        &json!({"spec": {"replicas": replicas}}),
-                        Part::Main,
-                        &write_options,
-                    )
-                    .await?;
-                return Ok(json_response(StatusCode::OK, &scale_of(&updated)));
+                return write_scale(
+                    server,
+                    resource,
+                    namespace,
+                    name,
+                    &requested,
+                    &write_options,
+                )
+                .await;
             }
             let updated = registry
                 .patch(
@@ -449,6 +431,55 @@ async fn server_side_apply(
         }
         Err(e) => Err(e),
     }
+}
+
+/// Writes a requested `autoscaling/v1` Scale: its spec.replicas goes to the object, and its
+/// resourceVersion and uid, if set, are preconditions.
+async fn write_scale(
+    server: &ApiServer,
+    resource: &'static Resource,
+    namespace: Option<&str>,
+    name: &str,
+    requested: &Value,
+    options: &WriteOptions,
+) -> Result<Response, ApiError> {
+    if let Some(kind) = requested.get("kind").and_then(Value::as_str)
+        && kind != "Scale"
+    {
+        return Err(ApiError::BadRequest(format!(
+            "the scale subresource takes a Scale object, not {kind}"
+        )));
+    }
+    let replicas = requested.pointer("/spec/replicas").unwrap_or(&Value::Null);
+    if replicas.as_i64().is_none_or(|r| r < 0) {
+        return Err(ApiError::Invalid(
+            crate::error::Subject::new(resource, name),
+            vec![crate::error::Cause::invalid(
+                "spec.replicas",
+                &replicas.to_string(),
+                "must be a non-negative integer",
+            )],
+        ));
+    }
+    let mut patch = json!({"spec": {"replicas": replicas}});
+    for field in ["resourceVersion", "uid"] {
+        if let Some(value) = requested.get("metadata").and_then(|m| m.get(field)) {
+            patch["metadata"][field] = value.clone();
+        }
+    }
+    let updated = server
+        .registry
+        .patch(
+            resource,
+            namespace,
+            name,
+            PatchType::Merge,
+            &patch,
+            Part::Main,
+            options,
+        )
+        .await?;
+    Ok(json_response(StatusCode::OK, &scale_of(&updated)))
 }
 
 /// The `autoscaling/v1` Scale view of a Deployment or ReplicaSet.
@@ -585,9 +616,9 @@ fn decode_yaml_or_json(body: &[u8]) -> Result<Value, ApiError> {
         .map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")))
 }
 
-/// Decodes a create/update body and checks its apiVersion and kind against the path.
-fn decode_object(headers: &HeaderMap, body: &[u8], resource: &Resource) -> Result<Value, ApiError> {
-    let object: Value = match media_type(headers).as_str() {
+/// Decodes a JSON or YAML body according to its Content-Type.
+fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
+    Ok(match media_type(headers).as_str() {
         "application/json" | "" => serde_json::from_slice(body)
             .map_err(|e| ApiError::BadRequest(format!("error decoding JSON body: {e}")))?,
         "application/yaml" | "application/x-yaml" | "text/yaml" => serde_yaml::from_slice(body)
@@ -597,7 +628,12 @@ fn decode_object(headers: &HeaderMap, body: &[u8], resource: &Resource) -> Resul
                 "application/json, application/yaml".into(),
             ));
         }
-    };
+    })
+}
+
+/// Decodes a create/update body and checks its apiVersion and kind against the path.
+fn decode_object(headers: &HeaderMap, body: &[u8], resource: &Resource) -> Result<Value, ApiError> {
+    let object = decode_body(headers, body)?;
     if !object.is_object() {
         return Err(ApiError::BadRequest(format!(
             "the body must be a {} object",

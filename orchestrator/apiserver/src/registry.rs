@@ -19,9 +19,6 @@ use crate::error::{ApiError, Cause, Subject};
 use crate::meta::{self, finalizers, meta_str, now_rfc3339, set_meta};
 use crate::resources::{self, Resource};
 
-/// How often a write that lost an optimistic-concurrency race is retried before giving up.
-const MAX_UPDATE_ATTEMPTS: usize = 16;
-
 /// Which part of an object a write addresses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Part {
@@ -77,6 +74,12 @@ pub struct ListOptions {
 }
 
 impl ListOptions {
+    /// Whether any selector is set.
+    pub fn has_selectors(&self) -> bool {
+        self.label_selector.as_ref().is_some_and(|s| !s.is_empty())
+            || self.field_selector.as_ref().is_some_and(|s| !s.is_empty())
+    }
+
     /// Whether an object passes the selectors.
     pub fn matches(&self, object: &Value) -> bool {
         let labels = object
@@ -118,13 +121,14 @@ impl std::fmt::Debug for Registry {
 
 /// Decodes a stored value and sets its resourceVersion from the store.
 pub fn decode_stored(kv: &KeyValue) -> Result<Value, ApiError> {
-    let mut object: Value = serde_json::from_slice(&kv.value)
-        .map_err(|e| ApiError::Internal(format!("stored object {} is not JSON: {e}", kv.key)))?;
-    set_meta(
-        &mut object,
-        "resourceVersion",
-        json!(kv.mod_revision.to_string()),
-    );
+    decode_value(&kv.key, &kv.value, kv.mod_revision)
+}
+
+/// Decodes the stored bytes of `key` and sets the object's resourceVersion to `revision`.
+pub fn decode_value(key: &str, value: &[u8], revision: Revision) -> Result<Value, ApiError> {
+    let mut object: Value = serde_json::from_slice(value)
+        .map_err(|e| ApiError::Internal(format!("stored object {key} is not JSON: {e}")))?;
+    set_meta(&mut object, "resourceVersion", json!(revision.to_string()));
     Ok(object)
 }
 
@@ -189,13 +193,23 @@ impl Registry {
         options: &ListOptions,
     ) -> Result<ListPage, ApiError> {
         let prefix = resource.namespace_prefix(namespace);
-        let mut start_after = match &options.continue_token {
-            Some(token) => Some(decode_continue(token, &prefix)?),
-            None => None,
+        // A continued list reports the revision of its first page, and leaves out objects
+        // created since: a client that watches from that revision then sees every later change
+        // (objects changed since are listed with their newer state and also arrive as events).
+        let (mut start_after, mut revision) = match &options.continue_token {
+            Some(token) => {
+                let (revision, key) = decode_continue(token, &prefix)?;
+                if revision < self.store.compacted_revision() {
+                    return Err(ApiError::Gone(
+                        "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.".into(),
+                    ));
+                }
+                (Some(key), Some(revision))
+            }
+            None => (None, None),
         };
         let mut items = Vec::new();
         let limit = options.limit.filter(|l| *l > 0);
-        let mut revision = None;
         loop {
             // Read a little more than needed, since selectors may filter some out.
             let want = limit.map(|l| (l - items.len()).max(16));
@@ -206,6 +220,9 @@ impl Registry {
                 .map_err(|e| ApiError::from_store(e, Subject::new(resource, "")))?;
             let revision = *revision.get_or_insert(page.revision);
             for (index, kv) in page.items.iter().enumerate() {
+                if kv.create_revision > revision {
+                    continue;
+                }
                 let object = decode_stored(kv)?;
                 if options.matches(&object) {
                     items.push(object);
@@ -215,7 +232,7 @@ impl Registry {
                     return Ok(ListPage {
                         items,
                         revision,
-                        continue_token: more.then(|| encode_continue(&kv.key)),
+                        continue_token: more.then(|| encode_continue(revision, &kv.key)),
                     });
                 }
             }
@@ -364,9 +381,19 @@ impl Registry {
             .filter(|rv| !rv.is_empty())
             .map(parse_resource_version)
             .transpose()?;
-        self.guaranteed_update(resource, namespace, name, part, options, expected, |_| {
-            Ok(object.clone())
-        })
+        let body_uid = meta_str(&object, "uid").filter(|u| !u.is_empty());
+        self.guaranteed_update(
+            resource,
+            namespace,
+            name,
+            part,
+            options,
+            expected,
+            |current| {
+                check_uid(resource, name, body_uid, current)?;
+                Ok(object.clone())
+            },
+        )
         .await
     }
 
@@ -414,7 +441,9 @@ impl Registry {
         transform: impl Fn(&Value) -> Result<Value, ApiError>,
     ) -> Result<Value, ApiError> {
         let subject = Subject::new(resource, name);
-        for _ in 0..MAX_UPDATE_ATTEMPTS {
+        // Unconditional writes retry until they win: every round of conflicts has a winner, so
+        // this always ends (Kubernetes' GuaranteedUpdate does the same).
+        loop {
             let (current, revision) = self.get_with_revision(resource, namespace, name).await?;
             if let Some(expected) = expected
                 && expected != revision
@@ -464,10 +493,6 @@ impl Registry {
                 Err(e) => return Err(ApiError::from_store(e, subject)),
             }
         }
-        Err(ApiError::Conflict(
-            subject,
-            "too many concurrent writers; please retry".into(),
-        ))
     }
 
     /// Builds the object to store from the current one and what the client asked for.
@@ -571,7 +596,7 @@ impl Registry {
         options: &DeleteOptions,
     ) -> Result<Value, ApiError> {
         let subject = Subject::new(resource, name);
-        for _ in 0..MAX_UPDATE_ATTEMPTS {
+        loop {
             let (current, revision) = self.get_with_revision(resource, namespace, name).await?;
             if let Some(uid) = &options.precondition_uid
                 && meta_str(&current, "uid") != Some(uid.as_str())
@@ -649,10 +674,6 @@ impl Registry {
                 Err(e) => return Err(ApiError::from_store(e, subject)),
             }
         }
-        Err(ApiError::Conflict(
-            subject,
-            "too many concurrent writers; please retry".into(),
-        ))
     }
 
     /// Watches a resource in a namespace (or all) from a revision.
@@ -666,6 +687,26 @@ impl Registry {
             .watch(&resource.namespace_prefix(namespace), after)
             .await
             .map_err(|e| ApiError::from_store(e, Subject::new(resource, "")))
+    }
+}
+
+/// A uid in a write's body is a precondition: it must be the stored object's uid, so a write
+/// meant for an earlier object of the same name cannot land on its successor.
+fn check_uid(
+    resource: &Resource,
+    name: &str,
+    requested: Option<&str>,
+    current: &Value,
+) -> Result<(), ApiError> {
+    let stored = meta_str(current, "uid").unwrap_or("");
+    match requested {
+        Some(uid) if uid != stored => Err(ApiError::Conflict(
+            Subject::new(resource, name),
+            format!(
+                "Precondition failed: UID in precondition: {uid}, UID in object meta: {stored}"
+            ),
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -707,22 +748,26 @@ pub fn apply_patch(
     }
 }
 
-fn encode_continue(last_key: &str) -> String {
+/// A continue token: the list's revision and the last key returned, base64-encoded JSON.
+fn encode_continue(revision: Revision, last_key: &str) -> String {
     use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(last_key)
+    let token = json!({"rv": revision, "start": last_key});
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token.to_string())
 }
 
-fn decode_continue(token: &str, prefix: &str) -> Result<String, ApiError> {
+fn decode_continue(token: &str, prefix: &str) -> Result<(Revision, String), ApiError> {
     use base64::Engine;
     let bad = || ApiError::BadRequest("continue key is not valid".into());
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(token)
         .map_err(|_| bad())?;
-    let key = String::from_utf8(bytes).map_err(|_| bad())?;
+    let token: Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    let revision = token["rv"].as_u64().ok_or_else(bad)?;
+    let key = token["start"].as_str().ok_or_else(bad)?;
     if !key.starts_with(prefix) {
         return Err(bad());
     }
-    Ok(key)
+    Ok((revision, key.to_owned()))
 }
 
 fn random_seed() -> u64 {

@@ -14,12 +14,12 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
-use wharf_store::{EventKind, Revision};
+use wharf_store::{Event, EventKind, Revision};
 
 use crate::ApiServer;
 use crate::error::{ApiError, Subject};
 use crate::http::{Query, wants_table};
-use crate::registry::{ListOptions, decode_stored, parse_resource_version};
+use crate::registry::{ListOptions, decode_value, parse_resource_version};
 use crate::resources::Resource;
 use crate::table;
 
@@ -146,19 +146,8 @@ pub async fn serve(
                         }
                         None => break,
                     };
-                    let kv = wharf_store::KeyValue {
-                        key: event.key.clone(),
-                        value: event.value.clone(),
-                        mod_revision: event.revision,
-                    };
-                    let Ok(object) = decode_stored(&kv) else { continue };
-                    if !options.matches(&object) {
+                    let Some((kind, object)) = event_for_watcher(&event, &options) else {
                         continue;
-                    }
-                    let kind = match (event.kind, event.existed_before) {
-                        (EventKind::Put, false) => "ADDED",
-                        (EventKind::Put, true) => "MODIFIED",
-                        (EventKind::Delete, _) => "DELETED",
                     };
                     if sender.send(Ok(line(kind, &object))).await.is_err() {
                         break;
@@ -180,4 +169,83 @@ pub async fn serve(
         HeaderValue::from_static("no-cache, private"),
     );
     Ok(response)
+}
+
+/// What a watcher with these selectors sees of a store event, as Kubernetes defines it: an
+/// object entering the selection is ADDED, one leaving it is DELETED, one staying in it is
+/// MODIFIED, and changes outside the selection are not sent.
+fn event_for_watcher(event: &Event, options: &ListOptions) -> Option<(&'static str, Value)> {
+    let object = decode_value(&event.key, &event.value, event.revision).ok()?;
+    if event.kind == EventKind::Delete {
+        return options.matches(&object).then_some(("DELETED", object));
+    }
+    let now = options.matches(&object);
+    let before = match &event.prev_value {
+        None => false,
+        Some(_) if !options.has_selectors() => true,
+        Some(prev) => decode_value(&event.key, prev, event.revision)
+            .map(|old| options.matches(&old))
+            .unwrap_or(false),
+    };
+    match (before, now) {
+        (false, true) => Some(("ADDED", object)),
+        (true, true) => Some(("MODIFIED", object)),
+        (true, false) => Some(("DELETED", object)),
+        (false, false) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use wharf_apimachinery::labels;
+
+    fn event(kind: EventKind, value: &str, prev: Option<&str>) -> Event {
+        Event {
+            revision: 9,
+            kind,
+            key: "/core/configmaps/default/a".into(),
+            value: Bytes::from(value.to_owned()),
+            prev_value: prev.map(|p| Bytes::from(p.to_owned())),
+        }
+    }
+
+    const BLUE: &str = r#"{"metadata":{"name":"a","labels":{"c":"blue"}}}"#;
+    const RED: &str = r#"{"metadata":{"name":"a","labels":{"c":"red"}}}"#;
+
+    fn blue_only() -> ListOptions {
+        ListOptions {
+            label_selector: Some(labels::parse("c=blue").unwrap()),
+            ..ListOptions::default()
+        }
+    }
+
+    #[test]
+    fn objects_entering_and_leaving_a_selection_are_added_and_deleted() {
+        let kind = |e: &Event| event_for_watcher(e, &blue_only()).map(|(k, _)| k);
+        assert_eq!(kind(&event(EventKind::Put, BLUE, None)), Some("ADDED"));
+        assert_eq!(kind(&event(EventKind::Put, BLUE, Some(RED))), Some("ADDED"));
+        assert_eq!(
+            kind(&event(EventKind::Put, RED, Some(BLUE))),
+            Some("DELETED")
+        );
+        assert_eq!(
+            kind(&event(EventKind::Put, BLUE, Some(BLUE))),
+            Some("MODIFIED")
+        );
+        assert_eq!(kind(&event(EventKind::Put, RED, Some(RED))), None);
+        assert_eq!(
+            kind(&event(EventKind::Delete, BLUE, Some(BLUE))),
+            Some("DELETED")
+        );
+        assert_eq!(kind(&event(EventKind::Delete, RED, Some(RED))), None);
+    }
+
+    #[test]
+    fn events_carry_the_revision_of_the_change() {
+        let (_, object) =
+            event_for_watcher(&event(EventKind::Put, RED, None), &ListOptions::default()).unwrap();
+        assert_eq!(object["metadata"]["resourceVersion"], "9");
+    }
 }

@@ -38,6 +38,8 @@ pub struct KeyValue {
     pub value: Bytes,
     /// Revision of the last write to this key.
     pub mod_revision: Revision,
+    /// Revision of the write that created this key (since it last did not exist).
+    pub create_revision: Revision,
 }
 
 /// What must be true of a key for a write to it to proceed.
@@ -112,8 +114,9 @@ pub struct Event {
     pub key: String,
     /// The new value (put) or the last value before removal (delete).
     pub value: Bytes,
-    /// Whether the key existed before this revision (distinguishes create from update).
-    pub existed_before: bool,
+    /// The value before this event: `None` for a create, the old value for an update, the
+    /// removed value for a delete.
+    pub prev_value: Option<Bytes>,
 }
 
 /// One page of a prefix listing, read from one consistent snapshot.

@@ -20,7 +20,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::schema::{
     LOG, META, META_COMPACTED, META_REVISION, META_SCHEMA, OBJECTS, SCHEMA_VERSION, decode_event,
-    encode_event,
+    encode_event, key_of_encoded_event,
 };
 use crate::watch::{self, WatchStream};
 use crate::{
@@ -169,7 +169,7 @@ impl RedbStore {
             let rev = rev.value();
             last = rev;
             let raw = raw.value();
-            if key_of_raw_event(raw).is_some_and(|k| k.starts_with(prefix)) {
+            if key_of_encoded_event(raw).is_some_and(|k| k.starts_with(prefix)) {
                 events.push(decode_event(rev, raw)?);
             }
         }
@@ -187,12 +187,6 @@ impl RedbStore {
         let log = txn.open_table(LOG)?.len()?;
         Ok((objects, log))
     }
-}
-
-/// Peeks at the key of an encoded event without copying its value.
-fn key_of_raw_event(raw: &[u8]) -> Option<&str> {
-    let len = u32::from_le_bytes(raw.get(1..5)?.try_into().ok()?) as usize;
-    std::str::from_utf8(raw.get(5..5 + len)?).ok()
 }
 
 fn read_meta(txn: &redb::ReadTransaction, key: &str) -> Result<u64, StoreError> {
@@ -315,61 +309,65 @@ fn commit_batch(
 /// Applies one write inside the transaction. The outer error aborts the whole batch (backend
 /// failure); the inner one is this write's own precondition failure.
 fn apply_one(
-    objects: &mut redb::Table<&str, (u64, &[u8])>,
+    objects: &mut redb::Table<&str, (u64, u64, &[u8])>,
     log: &mut redb::Table<u64, &[u8]>,
     revision: Revision,
     op: &WriteOp,
 ) -> Result<Outcome, StoreError> {
-    let key = op.key().to_owned();
-    let prev = objects.get(key.as_str())?.map(|guard| {
-        let (rev, value) = guard.value();
-        KeyValue {
-            key: key.clone(),
-            value: Bytes::copy_from_slice(value),
-            mod_revision: rev,
-        }
-    });
+    let key = op.key();
+    let prev = objects
+        .get(key)?
+        .map(|guard| stored_key_value(key, guard.value()));
     let precondition = match op {
         WriteOp::Put { precondition, .. } | WriteOp::Delete { precondition, .. } => *precondition,
     };
-    if let Err(e) = check_precondition(&key, precondition, prev.as_ref()) {
+    if let Err(e) = check_precondition(key, precondition, prev.as_ref()) {
         return Ok(Err(e));
     }
-    let existed_before = prev.is_some();
+    let prev_value = prev.as_ref().map(|kv| kv.value.clone());
     let event = match op {
         WriteOp::Put { value, .. } => {
-            objects.insert(key.as_str(), (revision, &value[..]))?;
-            log.insert(
-                revision,
-                &encode_event(EventKind::Put, existed_before, &key, value)[..],
-            )?;
+            let created = prev.as_ref().map_or(revision, |kv| kv.create_revision);
+            objects.insert(key, (revision, created, &value[..]))?;
+            let entry = encode_event(EventKind::Put, key, value, prev_value.as_deref());
+            log.insert(revision, &entry[..])?;
             Event {
                 revision,
                 kind: EventKind::Put,
-                key,
+                key: key.to_owned(),
                 value: value.clone(),
-                existed_before,
+                prev_value,
             }
         }
         WriteOp::Delete { .. } => {
             let Some(prev) = &prev else {
-                return Ok(Err(StoreError::NotFound(key)));
+                return Ok(Err(StoreError::NotFound(key.to_owned())));
             };
-            objects.remove(key.as_str())?;
-            log.insert(
-                revision,
-                &encode_event(EventKind::Delete, true, &key, &prev.value)[..],
-            )?;
+            objects.remove(key)?;
+            let entry = encode_event(EventKind::Delete, key, &prev.value, None);
+            log.insert(revision, &entry[..])?;
             Event {
                 revision,
                 kind: EventKind::Delete,
-                key,
+                key: key.to_owned(),
                 value: prev.value.clone(),
-                existed_before,
+                prev_value,
             }
         }
     };
     Ok(Ok((WriteResult { revision, prev }, event)))
+}
+
+fn stored_key_value(
+    key: &str,
+    (mod_revision, create_revision, value): (u64, u64, &[u8]),
+) -> KeyValue {
+    KeyValue {
+        key: key.to_owned(),
+        value: Bytes::copy_from_slice(value),
+        mod_revision,
+        create_revision,
+    }
 }
 
 fn check_precondition(
@@ -416,14 +414,9 @@ impl Store for RedbStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
         let txn = self.db.begin_read()?;
         let objects = txn.open_table(OBJECTS)?;
-        Ok(objects.get(key)?.map(|guard| {
-            let (rev, value) = guard.value();
-            KeyValue {
-                key: key.to_owned(),
-                value: Bytes::copy_from_slice(value),
-                mod_revision: rev,
-            }
-        }))
+        Ok(objects
+            .get(key)?
+            .map(|guard| stored_key_value(key, guard.value())))
     }
 
     async fn list(
@@ -455,12 +448,7 @@ impl Store for RedbStore {
                 more = true;
                 break;
             }
-            let (rev, value) = value.value();
-            items.push(KeyValue {
-                key: key.to_owned(),
-                value: Bytes::copy_from_slice(value),
-                mod_revision: rev,
-            });
+            items.push(stored_key_value(key, value.value()));
         }
         Ok(ListResult {
             items,

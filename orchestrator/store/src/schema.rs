@@ -5,8 +5,8 @@ use redb::TableDefinition;
 
 use crate::{Event, EventKind, Revision, StoreError};
 
-/// Current objects: key → (revision of last write, value).
-pub const OBJECTS: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("objects");
+/// Current objects: key → (revision of last write, revision of creation, value).
+pub const OBJECTS: TableDefinition<&str, (u64, u64, &[u8])> = TableDefinition::new("objects");
 
 /// The revision log: revision → encoded [`Event`]. Entries at or below the compacted revision
 /// are removed.
@@ -28,38 +28,62 @@ const TAG_PUT_CREATE: u8 = 1;
 const TAG_PUT_UPDATE: u8 = 2;
 const TAG_DELETE: u8 = 3;
 
-/// Encodes a log entry as `tag, key length (u32 LE), key, value`.
-pub fn encode_event(kind: EventKind, existed_before: bool, key: &str, value: &[u8]) -> Vec<u8> {
-    let tag = match (kind, existed_before) {
-        (EventKind::Put, false) => TAG_PUT_CREATE,
-        (EventKind::Put, true) => TAG_PUT_UPDATE,
+/// Encodes a log entry as `tag, key length (u32 LE), key, value length (u32 LE), value`,
+/// followed by the previous value for an update. A create has no previous value and a delete's
+/// previous value is its value, so neither is stored twice.
+pub fn encode_event(kind: EventKind, key: &str, value: &[u8], prev: Option<&[u8]>) -> Vec<u8> {
+    let tag = match (kind, prev) {
+        (EventKind::Put, None) => TAG_PUT_CREATE,
+        (EventKind::Put, Some(_)) => TAG_PUT_UPDATE,
         (EventKind::Delete, _) => TAG_DELETE,
     };
-    let mut out = Vec::with_capacity(5 + key.len() + value.len());
+    let stored_prev = if tag == TAG_PUT_UPDATE {
+        prev.unwrap_or_default()
+    } else {
+        &[]
+    };
+    let mut out = Vec::with_capacity(9 + key.len() + value.len() + stored_prev.len());
     out.push(tag);
     out.extend_from_slice(&(key.len() as u32).to_le_bytes());
     out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(&(value.len() as u32).to_le_bytes());
     out.extend_from_slice(value);
+    out.extend_from_slice(stored_prev);
     out
+}
+
+/// Peeks at the key of an encoded event without copying anything.
+pub fn key_of_encoded_event(raw: &[u8]) -> Option<&str> {
+    let len = u32::from_le_bytes(raw.get(1..5)?.try_into().ok()?) as usize;
+    std::str::from_utf8(raw.get(5..5 + len)?).ok()
 }
 
 /// Decodes a log entry written by [`encode_event`].
 pub fn decode_event(revision: Revision, raw: &[u8]) -> Result<Event, StoreError> {
     let corrupt = || StoreError::Corrupt(format!("log entry at revision {revision} is malformed"));
-    let (&tag, rest) = raw.split_first().ok_or_else(corrupt)?;
-    let len_bytes: [u8; 4] = rest
-        .get(..4)
-        .ok_or_else(corrupt)?
-        .try_into()
-        .map_err(|_| corrupt())?;
-    let key_len = u32::from_le_bytes(len_bytes) as usize;
-    let key = rest.get(4..4 + key_len).ok_or_else(corrupt)?;
+    let read_len = |at: usize| -> Result<usize, StoreError> {
+        let bytes: [u8; 4] = raw
+            .get(at..at + 4)
+            .ok_or_else(corrupt)?
+            .try_into()
+            .map_err(|_| corrupt())?;
+        Ok(u32::from_le_bytes(bytes) as usize)
+    };
+    let tag = *raw.first().ok_or_else(corrupt)?;
+    let key_len = read_len(1)?;
+    let key = raw.get(5..5 + key_len).ok_or_else(corrupt)?;
     let key = std::str::from_utf8(key).map_err(|_| corrupt())?.to_owned();
-    let value = Bytes::copy_from_slice(&rest[4 + key_len..]);
-    let (kind, existed_before) = match tag {
-        TAG_PUT_CREATE => (EventKind::Put, false),
-        TAG_PUT_UPDATE => (EventKind::Put, true),
-        TAG_DELETE => (EventKind::Delete, true),
+    let value_at = 5 + key_len;
+    let value_len = read_len(value_at)?;
+    let value = raw
+        .get(value_at + 4..value_at + 4 + value_len)
+        .ok_or_else(corrupt)?;
+    let rest = &raw[value_at + 4 + value_len..];
+    let value = Bytes::copy_from_slice(value);
+    let (kind, prev_value) = match tag {
+        TAG_PUT_CREATE => (EventKind::Put, None),
+        TAG_PUT_UPDATE => (EventKind::Put, Some(Bytes::copy_from_slice(rest))),
+        TAG_DELETE => (EventKind::Delete, Some(value.clone())),
         _ => return Err(corrupt()),
     };
     Ok(Event {
@@ -67,7 +91,7 @@ pub fn decode_event(revision: Revision, raw: &[u8]) -> Result<Event, StoreError>
         kind,
         key,
         value,
-        existed_before,
+        prev_value,
     })
 }
 
@@ -77,15 +101,20 @@ mod tests {
 
     #[test]
     fn log_entries_round_trip() {
-        for (kind, existed) in [
-            (EventKind::Put, false),
-            (EventKind::Put, true),
-            (EventKind::Delete, true),
-        ] {
-            let raw = encode_event(kind, existed, "core/configmaps/default/a", b"{\"x\":1}");
+        let cases: [(EventKind, Option<&[u8]>); 3] = [
+            (EventKind::Put, None),
+            (EventKind::Put, Some(b"old")),
+            (EventKind::Delete, Some(b"{\"x\":1}")),
+        ];
+        for (kind, prev) in cases {
+            let raw = encode_event(kind, "core/configmaps/default/a", b"{\"x\":1}", prev);
+            assert_eq!(
+                key_of_encoded_event(&raw),
+                Some("core/configmaps/default/a")
+            );
             let event = decode_event(7, &raw).unwrap();
             assert_eq!(event.kind, kind);
-            assert_eq!(event.existed_before, existed);
+            assert_eq!(event.prev_value.as_deref(), prev);
             assert_eq!(event.key, "core/configmaps/default/a");
             assert_eq!(&event.value[..], b"{\"x\":1}");
             assert_eq!(event.revision, 7);
@@ -94,12 +123,12 @@ mod tests {
 
     #[test]
     fn truncated_log_entries_are_reported_as_corrupt() {
-        let raw = encode_event(EventKind::Put, false, "key", b"value");
-        for cut in 0..6 {
-            assert!(matches!(
-                decode_event(1, &raw[..cut]),
-                Err(StoreError::Corrupt(_))
-            ));
+        let raw = encode_event(EventKind::Put, "key", b"value", None);
+        for cut in 0..raw.len() {
+            assert!(
+                matches!(decode_event(1, &raw[..cut]), Err(StoreError::Corrupt(_))),
+                "cut at {cut}"
+            );
         }
     }
 }

@@ -100,8 +100,15 @@ where
     })
 }
 
-async fn wharf_creates(base: &str, clients: usize, duration: Duration, round: usize) -> Result<LoadResult> {
-    let http = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
+async fn wharf_creates(
+    base: &str,
+    clients: usize,
+    duration: Duration,
+    round: usize,
+) -> Result<LoadResult> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
     let url = format!("{base}/api/v1/namespaces/bench/configmaps");
     load(clients, duration, move |client, i| {
         let http = http.clone();
@@ -124,9 +131,16 @@ async fn wharf_creates(base: &str, clients: usize, duration: Duration, round: us
     .await
 }
 
-async fn etcd_puts(base: &str, clients: usize, duration: Duration, round: usize) -> Result<LoadResult> {
+async fn etcd_puts(
+    base: &str,
+    clients: usize,
+    duration: Duration,
+    round: usize,
+) -> Result<LoadResult> {
     use base64::Engine;
-    let http = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
     let url = format!("{base}/v3/kv/put");
     load(clients, duration, move |client, i| {
         let http = http.clone();
@@ -156,8 +170,14 @@ fn now_micros() -> u64 {
 
 /// Creates objects carrying their send time while `watchers` watches receive them; returns the
 /// delivery latencies of every (event, watcher) pair.
-async fn watch_latency(base: &str, watchers: usize, duration: Duration) -> Result<(Vec<Duration>, usize)> {
-    let http = reqwest::Client::builder().pool_max_idle_per_host(512).build()?;
+async fn watch_latency(
+    base: &str,
+    watchers: usize,
+    duration: Duration,
+) -> Result<(Vec<Duration>, usize)> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(512)
+        .build()?;
     let list: Value = http
         .get(format!("{base}/api/v1/namespaces/bench-watch/configmaps"))
         .send()
@@ -171,7 +191,9 @@ async fn watch_latency(base: &str, watchers: usize, duration: Duration) -> Resul
     let received = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..watchers {
-        let url = format!("{base}/api/v1/namespaces/bench-watch/configmaps?watch=true&resourceVersion={rv}");
+        let url = format!(
+            "{base}/api/v1/namespaces/bench-watch/configmaps?watch=true&resourceVersion={rv}"
+        );
         let http = http.clone();
         let received = received.clone();
         tasks.push(tokio::spawn(async move {
@@ -187,7 +209,10 @@ async fn watch_latency(base: &str, watchers: usize, duration: Duration) -> Resul
                     if event["object"]["metadata"]["name"] == "stop" {
                         return Ok::<_, anyhow::Error>(latencies);
                     }
-                    if let Some(sent) = event["object"]["data"]["sent"].as_str().and_then(|s| s.parse::<u64>().ok()) {
+                    if let Some(sent) = event["object"]["data"]["sent"]
+                        .as_str()
+                        .and_then(|s| s.parse::<u64>().ok())
+                    {
                         latencies.push(Duration::from_micros(now_micros().saturating_sub(sent)));
                         received.fetch_add(1, Ordering::Relaxed);
                     }
@@ -261,7 +286,11 @@ async fn main() -> Result<()> {
         let (etcd_rate, etcd_lat, ratio) = match &etcd {
             Some(e) => (
                 format!("{:.0}/s", e.rate()),
-                format!("p50 {} ms, p99 {} ms", ms(percentile(&e.latencies, 0.5)), ms(percentile(&e.latencies, 0.99))),
+                format!(
+                    "p50 {} ms, p99 {} ms",
+                    ms(percentile(&e.latencies, 0.5)),
+                    ms(percentile(&e.latencies, 0.99))
+                ),
                 format!("{:.2}x", wharf.rate() / e.rate()),
             ),
             None => ("-".into(), "-".into(), "-".into()),
@@ -283,7 +312,10 @@ async fn main() -> Result<()> {
         latencies.len(),
     );
     if latencies.len() != expected {
-        bail!("watchers received {} events, expected {expected}", latencies.len());
+        bail!(
+            "watchers received {} events, expected {expected}",
+            latencies.len()
+        );
     }
     Ok(())
 }

@@ -27,7 +27,8 @@ impl Rng {
 
 #[derive(Default)]
 struct Model {
-    objects: BTreeMap<String, (Revision, Bytes)>,
+    /// key → (mod revision, create revision, value)
+    objects: BTreeMap<String, (Revision, Revision, Bytes)>,
     revision: Revision,
     history: Vec<Event>,
 }
@@ -46,7 +47,7 @@ impl Model {
             (Precondition::MustExist | Precondition::ModRevision(_), None) => {
                 return Err(StoreError::NotFound(key));
             }
-            (Precondition::ModRevision(expected), Some((actual, _))) if expected != *actual => {
+            (Precondition::ModRevision(expected), Some((actual, _, _))) if expected != *actual => {
                 return Err(StoreError::Conflict {
                     key,
                     expected,
@@ -61,24 +62,26 @@ impl Model {
         self.revision += 1;
         let event = match op {
             WriteOp::Put { value, .. } => {
+                let created = current.as_ref().map_or(self.revision, |c| c.1);
                 self.objects
-                    .insert(key.clone(), (self.revision, value.clone()));
+                    .insert(key.clone(), (self.revision, created, value.clone()));
                 Event {
                     revision: self.revision,
                     kind: EventKind::Put,
                     key,
                     value: value.clone(),
-                    existed_before: current.is_some(),
+                    prev_value: current.map(|c| c.2),
                 }
             }
             WriteOp::Delete { .. } => {
                 self.objects.remove(&key);
+                let last = current.expect("checked above").2;
                 Event {
                     revision: self.revision,
                     kind: EventKind::Delete,
                     key,
-                    value: current.expect("checked above").1,
-                    existed_before: true,
+                    value: last.clone(),
+                    prev_value: Some(last),
                 }
             }
         };
@@ -90,7 +93,7 @@ impl Model {
 fn random_op(rng: &mut Rng, model: &Model) -> WriteOp {
     let prefix = ["a/", "b/", "ab/"][rng.below(3) as usize];
     let key = format!("{prefix}{}", rng.below(12));
-    let current = model.objects.get(&key).map(|(rev, _)| *rev);
+    let current = model.objects.get(&key).map(|(rev, _, _)| *rev);
     let precondition = match rng.below(5) {
         0 => Precondition::None,
         1 => Precondition::MustNotExist,
@@ -133,11 +136,11 @@ async fn check_reads(store: &impl Store, model: &Model, rng: &mut Rng) {
             .objects
             .iter()
             .filter(|(k, _)| k.starts_with(prefix))
-            .map(|(k, (rev, v))| (k.clone(), *rev, v.clone()))
+            .map(|(k, (rev, created, v))| (k.clone(), *rev, *created, v.clone()))
             .collect();
         let actual: Vec<_> = seen
             .into_iter()
-            .map(|kv| (kv.key, kv.mod_revision, kv.value))
+            .map(|kv| (kv.key, kv.mod_revision, kv.create_revision, kv.value))
             .collect();
         assert_eq!(actual, expected, "listing {prefix:?}");
     }
@@ -146,7 +149,7 @@ async fn check_reads(store: &impl Store, model: &Model, rng: &mut Rng) {
         let got = store.get(&key).await.unwrap();
         let want = model.objects.get(&key);
         assert_eq!(
-            got.map(|kv| (kv.mod_revision, kv.value)),
+            got.map(|kv| (kv.mod_revision, kv.create_revision, kv.value)),
             want.cloned(),
             "get {key}"
         );
