@@ -63,6 +63,8 @@ pub fn apply_defaults(resource: &Resource, object: &mut Value) {
         }
         "Secret" => default_field(object, "type", json!("Opaque")),
         "Namespace" => {
+            let spec = ensure_object(object, "spec");
+            default_field(spec, "finalizers", json!(["kubernetes"]));
             let status = ensure_object(object, "status");
             default_field(status, "phase", json!("Active"));
         }

@@ -19,6 +19,9 @@ use crate::error::{ApiError, Cause, Subject};
 use crate::meta::{self, finalizers, meta_str, now_rfc3339, set_meta};
 use crate::resources::{self, Resource};
 
+/// Namespaces that cannot be deleted, as in Kubernetes.
+const PROTECTED_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
+
 /// Which part of an object a write addresses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Part {
@@ -467,7 +470,7 @@ impl Registry {
             }
             let key = resource.key(namespace, name);
             let finished = next.pointer("/metadata/deletionTimestamp").is_some()
-                && finalizers(&next).is_empty();
+                && blocking_finalizers(resource, &next).is_empty();
             let op = if finished {
                 WriteOp::Delete {
                     key,
@@ -596,6 +599,11 @@ impl Registry {
         options: &DeleteOptions,
     ) -> Result<Value, ApiError> {
         let subject = Subject::new(resource, name);
+        if resource.kind == "Namespace" && PROTECTED_NAMESPACES.contains(&name) {
+            return Err(ApiError::Forbidden(format!(
+                "namespaces {name:?} is forbidden: this namespace may not be deleted"
+            )));
+        }
         loop {
             let (current, revision) = self.get_with_revision(resource, namespace, name).await?;
             if let Some(uid) = &options.precondition_uid
@@ -619,7 +627,6 @@ impl Registry {
                     ),
                 ));
             }
-            let mut held_by = finalizers(&current);
             let policy_finalizer = match options.propagation_policy.as_deref() {
                 Some("Foreground") => Some("foregroundDeletion"),
                 Some("Orphan") => Some("orphan"),
@@ -631,15 +638,16 @@ impl Registry {
                 }
             };
             let mut next = current.clone();
+            let mut metadata_finalizers = finalizers(&current);
             if let Some(finalizer) = policy_finalizer
                 && current.pointer("/metadata/deletionTimestamp").is_none()
-                && !held_by.iter().any(|f| f == finalizer)
+                && !metadata_finalizers.iter().any(|f| f == finalizer)
             {
-                held_by.push(finalizer.to_owned());
-                set_meta(&mut next, "finalizers", json!(held_by));
+                metadata_finalizers.push(finalizer.to_owned());
+                set_meta(&mut next, "finalizers", json!(metadata_finalizers));
             }
             let key = resource.key(namespace, name);
-            let op = if held_by.is_empty() {
+            let op = if blocking_finalizers(resource, &next).is_empty() {
                 WriteOp::Delete {
                     key,
                     precondition: Precondition::ModRevision(revision),
@@ -648,6 +656,9 @@ impl Registry {
                 if next.pointer("/metadata/deletionTimestamp").is_none() {
                     set_meta(&mut next, "deletionTimestamp", json!(now_rfc3339()));
                     set_meta(&mut next, "deletionGracePeriodSeconds", json!(0));
+                    if resource.kind == "Namespace" {
+                        next["status"]["phase"] = json!("Terminating");
+                    }
                 }
                 if meta::comparable(&next) == meta::comparable(&current) {
                     return Ok(current);
@@ -688,6 +699,19 @@ impl Registry {
             .await
             .map_err(|e| ApiError::from_store(e, Subject::new(resource, "")))
     }
+}
+
+/// What holds an object back from removal once it is being deleted: `metadata.finalizers`, and
+/// for a Namespace also `spec.finalizers` (the namespace controller's `kubernetes`, removed once
+/// the namespace is empty).
+pub fn blocking_finalizers(resource: &Resource, object: &Value) -> Vec<String> {
+    let mut all = finalizers(object);
+    if resource.kind == "Namespace"
+        && let Some(list) = object.pointer("/spec/finalizers").and_then(Value::as_array)
+    {
+        all.extend(list.iter().filter_map(|f| f.as_str().map(str::to_owned)));
+    }
+    all
 }
 
 /// A uid in a write's body is a precondition: it must be the stored object's uid, so a write

@@ -38,6 +38,15 @@ pub struct Resource {
     pub normalize: NormalizeFn,
 }
 
+/// Resources are the same if they have the same group, version and plural name.
+impl PartialEq for Resource {
+    fn eq(&self, other: &Self) -> bool {
+        self.group == other.group && self.version == other.version && self.plural == other.plural
+    }
+}
+
+impl Eq for Resource {}
+
 impl Resource {
     /// `group/version`, or just `version` for the core group.
     pub fn api_version(&self) -> String {

@@ -87,6 +87,11 @@ pub async fn run(args: ServeArgs, mode: Mode) -> Result<()> {
 
     print_banner(&args, mode, &api_url, &kubeconfig_path, &data_dir);
 
+    let collector = tokio::spawn(wharf_controllers::gc::run(
+        server.registry.clone(),
+        server.stopping(),
+    ));
+
     let app = wharf_apiserver::router(server.clone());
     let shutdown_server = server.clone();
     let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
@@ -103,6 +108,7 @@ pub async fn run(args: ServeArgs, mode: Mode) -> Result<()> {
             tokio::time::sleep(Duration::from_secs(5)).await;
         } => tracing::warn!("connections still open after 5 s; closing them"),
     }
+    let _ = collector.await;
     tracing::info!("stopped");
     Ok(())
 }

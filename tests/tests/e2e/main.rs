@@ -1,5 +1,6 @@
 //! End-to-end tests: real `wharf up` processes on loopback, driven by real kubectl 1.37, the
 //! official Python client, the `wharf` CLI and raw HTTP.
 
+mod cascade;
 mod control_plane;
 mod crash;
