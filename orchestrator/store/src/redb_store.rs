@@ -10,8 +10,8 @@
 //! configured history, which keeps the file bounded under churn: redb reuses freed pages.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -60,10 +60,65 @@ struct WriteRequest {
     reply: oneshot::Sender<Result<WriteResult, StoreError>>,
 }
 
+/// The open database, or none while it is being reopened after an I/O error (redb refuses
+/// every transaction after a failed write until it is closed and opened again).
+#[derive(Debug)]
+struct DatabaseSlot {
+    path: PathBuf,
+    current: RwLock<Option<Arc<Database>>>,
+}
+
+impl DatabaseSlot {
+    fn get(&self) -> Result<Arc<Database>, StoreError> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(|| {
+                StoreError::Unavailable("the store is reopening after an I/O error".into())
+            })
+    }
+
+    /// Closes the database (waiting briefly for readers to let go) and opens it again. On
+    /// failure the slot stays empty and the next write tries again.
+    fn reopen(&self, shared: &Shared) -> Result<Arc<Database>, StoreError> {
+        let old = self
+            .current
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(old) = old {
+            // Readers hold the database only for one short read transaction.
+            for _ in 0..500 {
+                if Arc::strong_count(&old) == 1 {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            drop(old);
+        }
+        let db = open_database(&self.path)?;
+        let (revision, compacted) = init_schema(&db)?;
+        shared.revision.store(revision, Ordering::Release);
+        shared.compacted.store(compacted, Ordering::Release);
+        let db = Arc::new(db);
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(db.clone());
+        tracing::info!(path = %self.path.display(), revision, "store reopened");
+        Ok(db)
+    }
+}
+
+fn open_database(path: &Path) -> Result<Database, StoreError> {
+    Database::create(path).map_err(|e| match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked(path.display().to_string()),
+        other => StoreError::Open(format!("{}: {other}", path.display())),
+    })
+}
+
 /// The embedded redb-backed [`Store`].
 #[derive(Clone)]
 pub struct RedbStore {
-    db: Arc<Database>,
+    db: Arc<DatabaseSlot>,
     writer: mpsc::UnboundedSender<WriteRequest>,
     events: broadcast::Sender<Arc<Event>>,
     shared: Arc<Shared>,
@@ -97,19 +152,17 @@ impl RedbStore {
     /// Fails with [`StoreError::Locked`] if another process has the file open.
     pub fn open(path: impl AsRef<Path>, config: StoreConfig) -> Result<RedbStore, StoreError> {
         let path = path.as_ref().to_path_buf();
-        let db = Database::create(&path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => {
-                StoreError::Locked(path.display().to_string())
-            }
-            other => StoreError::Open(format!("{}: {other}", path.display())),
-        })?;
+        let db = open_database(&path)?;
         let (revision, compacted) = init_schema(&db)?;
         let shared = Arc::new(Shared {
             revision: AtomicU64::new(revision),
             compacted: AtomicU64::new(compacted),
             ..Shared::default()
         });
-        let db = Arc::new(db);
+        let db = Arc::new(DatabaseSlot {
+            path: path.clone(),
+            current: RwLock::new(Some(Arc::new(db))),
+        });
         let (events, _) = broadcast::channel(4096);
         let (writer, requests) = mpsc::unbounded_channel();
         let thread_db = db.clone();
@@ -153,7 +206,7 @@ impl RedbStore {
         after: Revision,
         limit: usize,
     ) -> Result<(Vec<Event>, Revision), StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.get()?.begin_read()?;
         let compacted = read_meta(&txn, META_COMPACTED)?;
         if after < compacted {
             return Err(StoreError::Compacted {
@@ -182,7 +235,7 @@ impl RedbStore {
 
     /// Counts the entries of the object table and of the revision log.
     pub fn table_sizes(&self) -> Result<(u64, u64), StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.get()?.begin_read()?;
         let objects = txn.open_table(OBJECTS)?.len()?;
         let log = txn.open_table(LOG)?.len()?;
         Ok((objects, log))
@@ -223,7 +276,7 @@ fn init_schema(db: &Database) -> Result<(Revision, Revision), StoreError> {
 
 /// The writer thread: drain waiting writes, apply them in one transaction, commit, answer.
 fn writer_loop(
-    db: &Database,
+    db: &DatabaseSlot,
     mut requests: mpsc::UnboundedReceiver<WriteRequest>,
     events: &broadcast::Sender<Arc<Event>>,
     shared: &Shared,
@@ -238,20 +291,38 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
-        commit_batch(db, &mut batch, events, shared, config);
+        let database = match db.get().or_else(|_| db.reopen(shared)) {
+            Ok(database) => database,
+            Err(error) => {
+                tracing::error!(%error, "the store cannot be reopened; refusing writes");
+                for request in batch.drain(..) {
+                    let _ = request.reply.send(Err(error.clone()));
+                }
+                continue;
+            }
+        };
+        let failed = commit_batch(&database, &mut batch, events, shared, config);
+        drop(database);
+        if failed {
+            // The next batch must not inherit redb's "previous I/O error" state.
+            if let Err(error) = db.reopen(shared) {
+                tracing::error!(%error, "reopening the store failed; will retry on the next write");
+            }
+        }
     }
     tracing::debug!("store writer stopped: all handles dropped");
 }
 
 type Outcome = Result<(WriteResult, Event), StoreError>;
 
+/// Commits one batch and answers its writers; returns whether the commit failed.
 fn commit_batch(
     db: &Database,
     batch: &mut Vec<WriteRequest>,
     events: &broadcast::Sender<Arc<Event>>,
     shared: &Shared,
     config: &StoreConfig,
-) {
+) -> bool {
     let base_revision = shared.revision.load(Ordering::Acquire);
     let result = (|| -> Result<(Vec<Outcome>, Revision, Revision), StoreError> {
         let mut txn = db.begin_write()?;
@@ -296,12 +367,14 @@ fn commit_batch(
                 });
                 let _ = request.reply.send(answer);
             }
+            false
         }
         Err(error) => {
             tracing::error!(%error, "store commit failed; the batch was not written");
             for request in batch.drain(..) {
                 let _ = request.reply.send(Err(error.clone()));
             }
+            true
         }
     }
 }
@@ -412,7 +485,7 @@ fn trim_log(
 #[async_trait]
 impl Store for RedbStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.get()?.begin_read()?;
         let objects = txn.open_table(OBJECTS)?;
         Ok(objects
             .get(key)?
@@ -425,7 +498,7 @@ impl Store for RedbStore {
         start_after: Option<&str>,
         limit: Option<usize>,
     ) -> Result<ListResult, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.get()?.begin_read()?;
         let revision = read_meta(&txn, META_REVISION)?;
         let objects = txn.open_table(OBJECTS)?;
         let start = match start_after {

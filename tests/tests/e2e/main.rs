@@ -4,3 +4,4 @@
 mod cascade;
 mod control_plane;
 mod crash;
+mod full_disk;
