@@ -94,6 +94,14 @@ pub fn api_group(group: &str) -> Result<Response, ApiError> {
     Ok(json_response(StatusCode::OK, &document))
 }
 
+/// Whether `kubectl get all` includes the kind (Kubernetes' category `all`).
+fn in_category_all(kind: &str) -> bool {
+    matches!(
+        kind,
+        "Pod" | "Service" | "Deployment" | "ReplicaSet" | "Job" | "HorizontalPodAutoscaler"
+    )
+}
+
 /// `/api/v1` and `/apis/GROUP/VERSION`: the resources of a group version.
 pub fn resource_list(group: &str, version: &str) -> Result<Response, ApiError> {
     let mut list = Vec::new();
@@ -101,14 +109,18 @@ pub fn resource_list(group: &str, version: &str) -> Result<Response, ApiError> {
         .iter()
         .filter(|r| r.group == group && r.version == version)
     {
-        list.push(json!({
+        let mut entry = json!({
             "name": r.plural,
             "singularName": r.singular,
             "namespaced": r.namespaced,
             "kind": r.kind,
             "verbs": r.verbs(),
             "shortNames": r.short_names,
-        }));
+        });
+        if in_category_all(r.kind) {
+            entry["categories"] = json!(["all"]);
+        }
+        list.push(entry);
         if r.has_status {
             list.push(json!({
                 "name": format!("{}/status", r.plural),

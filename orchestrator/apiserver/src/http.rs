@@ -226,7 +226,7 @@ async fn handle(
                 return Ok(json_response(StatusCode::OK, &scale_of(&object)));
             }
             if wants_table(&headers) {
-                let table = table::table(resource, &[object], None, None, &headers);
+                let table = table::table(resource, &[object], None, None);
                 return Ok(json_response(StatusCode::OK, &table));
             }
             Ok(json_response(StatusCode::OK, &object))
@@ -272,10 +272,8 @@ async fn handle(
                 )
                 .await;
             }
-            let mut object = decode_object(&headers, &body, resource)?;
+            let object = decode_object(&headers, &body, resource)?;
             let warnings = unknown_field_warnings(resource, &object, &query)?;
-            object["apiVersion"] = json!(resource.api_version());
-            object["kind"] = json!(resource.kind);
             let updated = registry
                 .update(resource, namespace, name, object, part, &write_options)
                 .await?;
@@ -774,7 +772,6 @@ fn render_list(
                 &page.items,
                 Some(page.revision),
                 page.continue_token.as_deref(),
-                headers,
             ),
         );
     }

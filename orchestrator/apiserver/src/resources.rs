@@ -57,15 +57,6 @@ impl Resource {
         }
     }
 
-    /// The name Kubernetes uses in messages: `plural` or `plural.group`.
-    pub fn qualified_plural(&self) -> String {
-        if self.group.is_empty() {
-            self.plural.to_owned()
-        } else {
-            format!("{}.{}", self.plural, self.group)
-        }
-    }
-
     /// The store key prefix of every object of this resource.
     pub fn key_prefix(&self) -> String {
         let group = if self.group.is_empty() {

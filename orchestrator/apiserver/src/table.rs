@@ -3,7 +3,6 @@
 //! Each kind has the columns a Kubernetes user knows from `kubectl get`; kinds without a
 //! specific printer get NAME and AGE.
 
-use axum::http::HeaderMap;
 use serde_json::{Value, json};
 
 use crate::resources::Resource;
@@ -251,7 +250,6 @@ pub fn table(
     objects: &[Value],
     revision: Option<u64>,
     continue_token: Option<&str>,
-    _headers: &HeaderMap,
 ) -> Value {
     let now = crate::meta::now();
     let definitions: Vec<Value> = columns(resource.kind)
@@ -315,7 +313,7 @@ mod tests {
         for resource in crate::resources::RESOURCES {
             let object =
                 json!({"metadata": {"name": "x", "creationTimestamp": "2026-01-01T00:00:00Z"}});
-            let table = table(resource, &[object], Some(3), None, &HeaderMap::new());
+            let table = table(resource, &[object], Some(3), None);
             let columns = table["columnDefinitions"].as_array().unwrap().len();
             let cells = table["rows"][0]["cells"].as_array().unwrap().len();
             assert_eq!(columns, cells, "{}", resource.kind);

@@ -79,13 +79,7 @@ pub async fn serve(
         metrics.watch_started();
         let line = |kind: &str, object: &Value| -> Bytes {
             let object = if as_table && kind != "BOOKMARK" && kind != "ERROR" {
-                table::table(
-                    resource,
-                    std::slice::from_ref(object),
-                    None,
-                    None,
-                    &HeaderMap::new(),
-                )
+                table::table(resource, std::slice::from_ref(object), None, None)
             } else {
                 object.clone()
             };

@@ -52,6 +52,8 @@ fn kubectl_applies_gets_and_deletes_a_configmap_and_a_deployment() {
         "{table}"
     );
     assert!(table.contains("bar-dep"), "{table}");
+    let all = run(wharf.kubectl().args(["get", "all"])).unwrap();
+    assert!(all.contains("deployment.apps/bar-dep"), "{all}");
 
     // A second apply of a changed file updates in place (strategic merge patch).
     std::fs::write(&manifest, MANIFEST.replace("blue", "green")).unwrap();
