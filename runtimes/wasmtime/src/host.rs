@@ -1,0 +1,242 @@
+//! What lives in each guest's `Store`: the WASI and `wasi:http` contexts built from the
+//! container's config (args, env, read-only mounts, log streams), the memory limiter, and the
+//! policy for outgoing HTTP.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::io::AsyncWrite;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+use wharf_runtime::ContainerConfig;
+use wharf_runtime::logs::{LogFile, LogWriter, Stream};
+
+/// Refuses memory and table growth beyond the container's limit, and remembers that it did,
+/// so a guest that traps after an allocation failure is reported as OOMKilled.
+#[derive(Debug)]
+pub struct Limiter {
+    memory_limit: usize,
+    /// Whether a growth was refused.
+    pub refused: bool,
+}
+
+impl Limiter {
+    /// A limiter allowing `memory_limit` bytes of linear memory per memory.
+    pub fn new(memory_limit: usize) -> Limiter {
+        Limiter {
+            memory_limit,
+            refused: false,
+        }
+    }
+}
+
+impl wasmtime::ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = desired <= self.memory_limit;
+        self.refused |= !allowed;
+        Ok(allowed)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+/// Outgoing HTTP policy: the default client when the pod allows it, refusal otherwise.
+#[derive(Debug)]
+pub struct OutgoingHttp {
+    allowed: bool,
+}
+
+impl WasiHttpHooks for OutgoingHttp {
+    fn send_request(
+        &mut self,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = wasmtime_wasi_http::Result<(
+                    http::Response<wasmtime_wasi_http::WasiBody>,
+                    Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                )>,
+            > + Send,
+    > {
+        if self.allowed {
+            return wasmtime_wasi_http::default_hooks().send_request(request, options, fut);
+        }
+        _ = fut;
+        Box::new(async move { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+    }
+}
+
+/// The state of one guest instance.
+pub struct Host {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    hooks: OutgoingHttp,
+    /// The memory limiter.
+    pub limiter: Limiter,
+}
+
+impl WasiView for Host {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for Host {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// The state of one core-module (WASI preview 1) guest.
+pub struct ModuleHost {
+    /// The preview 1 context.
+    pub wasi: wasmtime_wasi::p1::WasiP1Ctx,
+    /// The memory limiter.
+    pub limiter: Limiter,
+}
+
+/// The default memory limit when a pod sets none (the pooling allocator's slot size).
+pub const DEFAULT_MEMORY_LIMIT: usize = 256 << 20;
+
+/// Builds the WASI context shared by both guest shapes.
+fn wasi_builder(
+    config: &ContainerConfig,
+    program: &str,
+    log: &Arc<LogFile>,
+) -> Result<WasiCtxBuilder, String> {
+    let mut builder = WasiCtx::builder();
+    let mut argv = vec![program.to_owned()];
+    argv.extend(config.args.iter().cloned());
+    builder.args(&argv);
+    for (name, value) in &config.env {
+        builder.env(name, value);
+    }
+    for mount in &config.mounts {
+        let perms = if mount.read_only {
+            FsPerms::ReadOnly
+        } else {
+            FsPerms::ReadWrite
+        };
+        builder
+            .preopened_dir(&mount.host_path, &mount.container_path, perms)
+            .map_err(|e| {
+                format!(
+                    "cannot mount {} at {}: {e}",
+                    mount.host_path.display(),
+                    mount.container_path
+                )
+            })?;
+    }
+    builder.stdout(LogStream {
+        file: log.clone(),
+        stream: Stream::Stdout,
+    });
+    builder.stderr(LogStream {
+        file: log.clone(),
+        stream: Stream::Stderr,
+    });
+    Ok(builder)
+}
+
+/// The memory limit of a container in bytes.
+pub fn memory_limit(config: &ContainerConfig) -> usize {
+    config
+        .limits
+        .memory_bytes
+        .map_or(DEFAULT_MEMORY_LIMIT, |m| {
+            usize::try_from(m).unwrap_or(usize::MAX)
+        })
+        .min(DEFAULT_MEMORY_LIMIT)
+}
+
+/// A component guest's state.
+pub fn component_host(config: &ContainerConfig, log: &Arc<LogFile>) -> Result<Host, String> {
+    let mut builder = wasi_builder(config, &config.image, log)?;
+    // Network access for components goes through wasi:http, governed by the pod's policy.
+    builder.allow_tcp(false).allow_udp(false);
+    Ok(Host {
+        wasi: builder.build(),
+        http: WasiHttpCtx::new(),
+        table: ResourceTable::new(),
+        hooks: OutgoingHttp {
+            allowed: config.allow_outgoing_http,
+        },
+        limiter: Limiter::new(memory_limit(config)),
+    })
+}
+
+/// A core-module guest's state.
+pub fn module_host(config: &ContainerConfig, log: &Arc<LogFile>) -> Result<ModuleHost, String> {
+    let mut builder = wasi_builder(config, &config.image, log)?;
+    Ok(ModuleHost {
+        wasi: builder.build_p1(),
+        limiter: Limiter::new(memory_limit(config)),
+    })
+}
+
+/// Guest stdout/stderr into the container's log file.
+struct LogStream {
+    file: Arc<LogFile>,
+    stream: Stream,
+}
+
+impl IsTerminal for LogStream {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for LogStream {
+    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
+        Box::new(LogSink(self.file.writer(self.stream)))
+    }
+}
+
+/// Writes go straight to the log file: appends of whole lines to a local file are fast enough
+/// to do inline, and keep the order of a guest's output.
+struct LogSink(LogWriter);
+
+impl AsyncWrite for LogSink {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.0.write(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.0.flush();
+        Poll::Ready(Ok(()))
+    }
+}
