@@ -6,7 +6,7 @@ DATA_DIR ?= .wharf
 WHARF_TOOLS ?= $(HOME)/.cache/wharf-tools
 export WHARF_TOOLS
 
-.PHONY: up setup build release test unit e2e lint bench clean samples
+.PHONY: up setup build release test unit e2e lint bench clean samples push-samples
 
 setup:
 	@scripts/setup.sh
@@ -39,6 +39,12 @@ bench: setup release
 ## Wasm sample artifacts into samples/out/ (guest workspace samples/Cargo.toml, own target dir).
 samples:
 	scripts/build-samples.sh
+
+## Publish the sample artifacts to the Wharf that $KUBECONFIG points at.
+push-samples: samples release
+	target/release/wharf push samples/out/hello-http.wasm --name hello-http:latest
+	target/release/wharf push samples/out/hello-job.wasm --name hello-job:latest
+	target/release/wharf push samples/out/hello-job-p1.wasm --name hello-job-p1:latest
 
 clean:
 	cargo clean

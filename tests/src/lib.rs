@@ -83,6 +83,8 @@ pub struct Wharf {
     pub data_dir: PathBuf,
     /// The API port.
     pub api_port: u16,
+    /// The gateway's IP (NodePorts listen there).
+    pub gateway_ip: String,
     /// The gateway port.
     pub gateway_port: u16,
     log: PathBuf,
@@ -96,6 +98,23 @@ impl Wharf {
 
     /// Starts `wharf up` on given ports (to restart on the same address).
     pub fn start_on(data_dir: &Path, api_port: u16, gateway_port: u16) -> Result<Wharf> {
+        Self::launch(data_dir, api_port, "127.0.0.1", gateway_port)
+    }
+
+    /// Starts `wharf up` with its gateway (and so its NodePorts) on a loopback address of its
+    /// own, so that tests running at the same time can use the same NodePort numbers.
+    pub fn start_isolated(data_dir: &Path) -> Result<Wharf> {
+        let ip = unique_loopback_ip();
+        let port = free_port_on(&ip);
+        Self::launch(data_dir, free_port(), &ip, port)
+    }
+
+    fn launch(
+        data_dir: &Path,
+        api_port: u16,
+        gateway_ip: &str,
+        gateway_port: u16,
+    ) -> Result<Wharf> {
         std::fs::create_dir_all(data_dir)?;
         let log = data_dir.with_extension("log");
         let log_file = std::fs::OpenOptions::new()
@@ -106,7 +125,7 @@ impl Wharf {
             .args(["up", "--data-dir"])
             .arg(data_dir)
             .args(["--api-addr", &format!("127.0.0.1:{api_port}")])
-            .args(["--gateway-addr", &format!("127.0.0.1:{gateway_port}")])
+            .args(["--gateway-addr", &format!("{gateway_ip}:{gateway_port}")])
             .args(["--containerd", "off"])
             .stdout(log_file.try_clone()?)
             .stderr(log_file)
@@ -117,6 +136,7 @@ impl Wharf {
             child: Some(child),
             data_dir: data_dir.to_path_buf(),
             api_port,
+            gateway_ip: gateway_ip.to_owned(),
             gateway_port,
             log,
         };
@@ -201,6 +221,33 @@ impl Drop for Wharf {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// A loopback address no other test of this process uses (127.0.x.y).
+pub fn unique_loopback_ip() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed) + std::process::id() % 200 * 50;
+    format!("127.0.{}.{}", 10 + (n / 250) % 200, 1 + n % 250)
+}
+
+/// A free TCP port on `ip`.
+pub fn free_port_on(ip: &str) -> u16 {
+    TcpListener::bind((ip, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port")
+}
+
+/// Where `make samples` puts the Wasm sample artifacts.
+pub fn samples_out() -> PathBuf {
+    let dir = workspace_root().join("samples/out");
+    assert!(
+        dir.join("hello-http.wasm").exists(),
+        "the sample artifacts are missing in {}: run `make samples` (make test does)",
+        dir.display()
+    );
+    dir
 }
 
 /// A minimal blocking GET over loopback, for readiness polling without an async runtime.

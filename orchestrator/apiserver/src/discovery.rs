@@ -130,6 +130,22 @@ pub fn resource_list(group: &str, version: &str) -> Result<Response, ApiError> {
                 "verbs": ["get", "patch", "update"],
             }));
         }
+        if r.has_binding() {
+            list.push(json!({
+                "name": format!("{}/binding", r.plural),
+                "singularName": "",
+                "namespaced": r.namespaced,
+                "kind": "Binding",
+                "verbs": ["create"],
+            }));
+            list.push(json!({
+                "name": format!("{}/log", r.plural),
+                "singularName": "",
+                "namespaced": r.namespaced,
+                "kind": "Pod",
+                "verbs": ["get"],
+            }));
+        }
         if r.has_scale {
             list.push(json!({
                 "name": format!("{}/scale", r.plural),

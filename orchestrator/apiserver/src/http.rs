@@ -103,6 +103,8 @@ pub fn parse_target(group: &str, version: &str, rest: &[&str]) -> Result<Target,
         let supported = match sub.as_str() {
             "status" => target.resource.has_status,
             "scale" => target.resource.has_scale,
+            "binding" => target.resource.has_binding(),
+            "log" => target.resource.kind == "Pod",
             _ => false,
         };
         if !supported {
@@ -219,7 +221,31 @@ async fn handle(
         _ => Part::Main,
     };
     let scale = target.subresource.as_deref() == Some("scale");
+    if let (Some("binding"), Some(name), Some(namespace)) = (
+        target.subresource.as_deref(),
+        target.name.as_deref(),
+        namespace,
+    ) {
+        if method != Method::POST {
+            return Err(ApiError::MethodNotSupported(format!(
+                "the server does not allow this method on the requested resource ({method} {}/binding)",
+                resource.plural
+            )));
+        }
+        let body = read_body(request).await?;
+        return create_binding(server, namespace, name, &headers, &body, &write_options).await;
+    }
     match (method, target.name.as_deref()) {
+        (Method::GET, Some(name)) if target.subresource.as_deref() == Some("log") => {
+            crate::podlogs::serve(
+                registry,
+                &server.http,
+                namespace.unwrap_or("default"),
+                name,
+                &query,
+            )
+            .await
+        }
         (Method::GET, Some(name)) => {
             let object = registry.get(resource, namespace, name).await?;
             if scale {
@@ -431,6 +457,70 @@ async fn server_side_apply(
     }
 }
 
+/// `POST pods/NAME/binding`: a scheduler assigns the pod to the node named by the `v1` Binding
+/// in the body. Answers 201 with a Success Status, as Kubernetes does.
+async fn create_binding(
+    server: &ApiServer,
+    namespace: &str,
+    name: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    options: &WriteOptions,
+) -> Result<Response, ApiError> {
+    let requested = decode_body(headers, body)?;
+    for (field, expected) in [("kind", "Binding"), ("apiVersion", "v1")] {
+        if let Some(actual) = requested.get(field).and_then(Value::as_str)
+            && actual != expected
+        {
+            return Err(ApiError::BadRequest(format!(
+                "the binding subresource takes a v1 Binding, not {field} {actual:?}"
+            )));
+        }
+    }
+    let binding: k8s_openapi::api::core::v1::Binding = serde_json::from_value(requested)
+        .map_err(|e| ApiError::BadRequest(format!("Binding cannot be decoded: {e}")))?;
+    if binding.metadata.name.as_deref() != Some(name) {
+        return Err(ApiError::BadRequest(
+            "name in URL does not match name in Binding object".into(),
+        ));
+    }
+    if let Some(kind) = binding.target.kind.as_deref()
+        && !kind.is_empty()
+        && kind != "Node"
+    {
+        return Err(ApiError::Invalid(
+            crate::error::Subject {
+                name: name.to_owned(),
+                group: String::new(),
+                resource: "pods/binding".into(),
+                kind: "Binding".into(),
+            },
+            vec![crate::error::Cause {
+                reason: "FieldValueNotSupported",
+                field: "target.kind".into(),
+                message: format!("Unsupported value: {kind:?}: supported values: \"Node\""),
+            }],
+        ));
+    }
+    server
+        .registry
+        .bind(
+            namespace,
+            name,
+            binding.target.name.as_deref().unwrap_or(""),
+            binding.metadata.uid.as_deref().filter(|u| !u.is_empty()),
+            options,
+        )
+        .await?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        &json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {},
+            "status": "Success", "code": 201,
+        }),
+    ))
+}
+
 /// Writes a requested `autoscaling/v1` Scale: its spec.replicas goes to the object, and its
 /// resourceVersion and uid, if set, are preconditions.
 async fn write_scale(
@@ -562,6 +652,10 @@ fn delete_options(query: &Query, body: &[u8]) -> Result<DeleteOptions, ApiError>
         precondition_uid: text(&from_body["preconditions"]["uid"]),
         precondition_resource_version: text(&from_body["preconditions"]["resourceVersion"]),
         dry_run,
+        grace_period_seconds: query
+            .get("gracePeriodSeconds")
+            .and_then(|g| g.parse().ok())
+            .or_else(|| from_body["gracePeriodSeconds"].as_u64()),
     })
 }
 
@@ -826,6 +920,25 @@ mod tests {
         let t = parse_target("", "v1", &["namespaces", "team-a", "pods"]).unwrap();
         assert_eq!(t.resource.kind, "Pod");
         assert_eq!(t.name, None);
+    }
+
+    #[test]
+    fn binding_is_a_subresource_of_pods_only() {
+        let t = parse_target(
+            "",
+            "v1",
+            &["namespaces", "default", "pods", "web", "binding"],
+        )
+        .unwrap();
+        assert_eq!(t.resource.kind, "Pod");
+        assert_eq!(t.subresource.as_deref(), Some("binding"));
+        let err = parse_target(
+            "",
+            "v1",
+            &["namespaces", "default", "configmaps", "a", "binding"],
+        )
+        .unwrap_err();
+        assert_eq!(err.code(), StatusCode::NOT_FOUND);
     }
 
     #[test]

@@ -6,12 +6,15 @@
 //! the store sees opaque bytes.
 
 pub mod admission;
+pub mod artifacts;
 pub mod bootstrap;
 pub mod discovery;
 pub mod error;
 pub mod http;
 pub mod meta;
 pub mod metrics;
+pub mod openapi;
+pub mod podlogs;
 pub mod registry;
 pub mod resources;
 pub mod table;
@@ -37,6 +40,10 @@ pub struct ApiServer {
     pub registry: Registry,
     /// Request counters.
     pub metrics: metrics::Metrics,
+    /// Uploaded Wasm artifacts (`wharf push`), if this server keeps them.
+    pub artifacts: Option<Arc<artifacts::ArtifactStore>>,
+    /// The client used to reach node agents (logs).
+    pub http: reqwest::Client,
     ready: AtomicBool,
     stopping: tokio::sync::watch::Sender<bool>,
 }
@@ -44,9 +51,19 @@ pub struct ApiServer {
 impl ApiServer {
     /// An API server over `store`. It reports ready once [`ApiServer::set_ready`] is called.
     pub fn new(store: Arc<dyn Store>) -> Arc<ApiServer> {
+        Self::with_artifacts(store, None)
+    }
+
+    /// An API server that also keeps uploaded artifacts.
+    pub fn with_artifacts(
+        store: Arc<dyn Store>,
+        artifacts: Option<Arc<artifacts::ArtifactStore>>,
+    ) -> Arc<ApiServer> {
         Arc::new(ApiServer {
             registry: Registry::new(store),
             metrics: metrics::Metrics::default(),
+            artifacts,
+            http: reqwest::Client::new(),
             ready: AtomicBool::new(false),
             stopping: tokio::sync::watch::Sender::new(false),
         })
@@ -87,6 +104,17 @@ pub fn router(server: Arc<ApiServer>) -> Router {
         .route("/api/{*rest}", any(http::dispatch))
         .route("/apis", any(http::dispatch))
         .route("/apis/{*rest}", any(http::dispatch))
+        .route("/openapi/v3", get(openapi::index))
+        .route("/openapi/v3/{*path}", get(openapi::document))
+        .route("/wharf/v1/artifacts", get(artifacts::list))
+        .route(
+            "/wharf/v1/artifacts/{*reference}",
+            get(artifacts::get)
+                .put(artifacts::push)
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    artifacts::MAX_ARTIFACT_BYTES,
+                )),
+        )
         .fallback(http::not_found)
         .with_state(server)
 }

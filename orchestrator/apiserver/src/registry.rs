@@ -61,6 +61,9 @@ pub struct DeleteOptions {
     pub precondition_resource_version: Option<String>,
     /// `dryRun=All`.
     pub dry_run: bool,
+    /// `gracePeriodSeconds`: for a pod on a node, how long its containers get to stop (0 removes
+    /// the pod at once, which is how its agent finishes a graceful deletion).
+    pub grace_period_seconds: Option<u64>,
 }
 
 /// Options of a list.
@@ -306,6 +309,10 @@ impl Registry {
         if let Some(namespace) = namespace {
             self.require_namespace(namespace).await?;
         }
+        if resource.kind == "Service" {
+            self.allocate_service_addresses(resource, &name, &mut object)
+                .await?;
+        }
         if options.dry_run {
             return Ok(object);
         }
@@ -324,6 +331,74 @@ impl Registry {
             json!(result.revision.to_string()),
         );
         Ok(object)
+    }
+
+    /// Gives a new Service its cluster IP and the node ports it asks for implicitly (type
+    /// NodePort or LoadBalancer without `nodePort`), refusing node ports already taken.
+    ///
+    /// Two Services created at the same instant could be given the same address; the gateway
+    /// then serves one of them. A persistent allocator (as kube-apiserver keeps in etcd) would
+    /// close that gap.
+    async fn allocate_service_addresses(
+        &self,
+        resource: &Resource,
+        name: &str,
+        service: &mut Value,
+    ) -> Result<(), ApiError> {
+        let existing = self
+            .list(resource, None, &ListOptions::default())
+            .await?
+            .items;
+        let mut used_ports: Vec<i64> = existing
+            .iter()
+            .flat_map(|s| s["spec"]["ports"].as_array().cloned().unwrap_or_default())
+            .filter_map(|p| p["nodePort"].as_i64())
+            .collect();
+        let used_ips: Vec<&str> = existing
+            .iter()
+            .filter_map(|s| s["spec"]["clusterIP"].as_str())
+            .collect();
+        let wants_node_ports = matches!(
+            service["spec"]["type"].as_str(),
+            Some("NodePort" | "LoadBalancer")
+        );
+        if let Some(ports) = service["spec"]["ports"].as_array_mut() {
+            for (i, port) in ports.iter_mut().enumerate() {
+                match port["nodePort"].as_i64() {
+                    Some(requested) if used_ports.contains(&requested) => {
+                        return Err(ApiError::Invalid(
+                            Subject::new(resource, name),
+                            vec![Cause::invalid(
+                                &format!("spec.ports[{i}].nodePort"),
+                                &requested.to_string(),
+                                "provided port is already allocated",
+                            )],
+                        ));
+                    }
+                    Some(requested) => used_ports.push(requested),
+                    None if wants_node_ports => {
+                        let free = (30000..=32767)
+                            .find(|p| !used_ports.contains(p))
+                            .ok_or_else(|| {
+                                ApiError::Unavailable("no free node port in 30000-32767".into())
+                            })?;
+                        port["nodePort"] = json!(free);
+                        used_ports.push(free);
+                    }
+                    None => {}
+                }
+            }
+        }
+        let cluster_ip = service["spec"]["clusterIP"].as_str().unwrap_or("");
+        if cluster_ip.is_empty() && service["spec"]["type"] != "ExternalName" {
+            let free = (1..=65534u32)
+                .map(|n| format!("10.96.{}.{}", n / 256, n % 256))
+                .find(|ip| !used_ips.contains(&ip.as_str()) && !ip.ends_with(".0"))
+                .ok_or_else(|| ApiError::Unavailable("no free cluster IP".into()))?;
+            service["spec"]["clusterIP"] = json!(free);
+            service["spec"]["clusterIPs"] = json!([free]);
+        }
+        Ok(())
     }
 
     async fn require_namespace(&self, namespace: &str) -> Result<(), ApiError> {
@@ -418,6 +493,12 @@ impl Registry {
             .filter(|rv| !rv.is_empty())
             .map(parse_resource_version)
             .transpose()?;
+        // As in an update, a uid in the patch is a precondition, not a change: the garbage
+        // collector and the controllers rely on it to never patch a newer object of the name.
+        let patch_uid = patch
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .filter(|u| !u.is_empty());
         self.guaranteed_update(
             resource,
             namespace,
@@ -425,7 +506,10 @@ impl Registry {
             part,
             options,
             expected,
-            |current| apply_patch(current, patch_type, patch),
+            |current| {
+                check_uid(resource, name, patch_uid, current)?;
+                apply_patch(current, patch_type, patch)
+            },
         )
         .await
     }
@@ -646,8 +730,33 @@ impl Registry {
                 metadata_finalizers.push(finalizer.to_owned());
                 set_meta(&mut next, "finalizers", json!(metadata_finalizers));
             }
+            // A pod running on a node is stopped by its agent first (SIGTERM, the grace
+            // period, SIGKILL): deletion only marks it, and the agent removes it with a grace
+            // period of 0 once its containers are gone, as Kubernetes' kubelet does.
+            let graceful_pod = resource.kind == "Pod"
+                && options.grace_period_seconds != Some(0)
+                && current
+                    .pointer("/spec/nodeName")
+                    .and_then(Value::as_str)
+                    .is_some_and(|node| !node.is_empty())
+                && !matches!(
+                    current.pointer("/status/phase").and_then(Value::as_str),
+                    Some("Succeeded" | "Failed")
+                );
+            let grace = if graceful_pod {
+                options
+                    .grace_period_seconds
+                    .or_else(|| {
+                        current
+                            .pointer("/spec/terminationGracePeriodSeconds")
+                            .and_then(Value::as_u64)
+                    })
+                    .unwrap_or(30)
+            } else {
+                0
+            };
             let key = resource.key(namespace, name);
-            let op = if blocking_finalizers(resource, &next).is_empty() {
+            let op = if blocking_finalizers(resource, &next).is_empty() && !graceful_pod {
                 WriteOp::Delete {
                     key,
                     precondition: Precondition::ModRevision(revision),
@@ -655,7 +764,7 @@ impl Registry {
             } else {
                 if next.pointer("/metadata/deletionTimestamp").is_none() {
                     set_meta(&mut next, "deletionTimestamp", json!(now_rfc3339()));
-                    set_meta(&mut next, "deletionGracePeriodSeconds", json!(0));
+                    set_meta(&mut next, "deletionGracePeriodSeconds", json!(grace));
                     if resource.kind == "Namespace" {
                         next["status"]["phase"] = json!("Terminating");
                     }
@@ -698,6 +807,124 @@ impl Registry {
             .watch(&resource.namespace_prefix(namespace), after)
             .await
             .map_err(|e| ApiError::from_store(e, Subject::new(resource, "")))
+    }
+
+    /// Assigns an unbound pod to `node`, as `POST pods/NAME/binding` does (Kubernetes'
+    /// `BindingREST`): sets `spec.nodeName` and the `PodScheduled=True` condition in one write,
+    /// so no reader ever sees a bound pod without the condition. Returns the updated pod.
+    ///
+    /// Like Kubernetes, this bypasses the pod's update strategy: a binding is the one way to
+    /// change `spec.nodeName`, and it does not bump `metadata.generation`. A pod that is already
+    /// bound, being deleted or held by scheduling gates is a 409 Conflict; a missing pod is a
+    /// 404; `uid`, if given, must be the pod's uid.
+    pub async fn bind(
+        &self,
+        namespace: &str,
+        name: &str,
+        node: &str,
+        uid: Option<&str>,
+        options: &WriteOptions,
+    ) -> Result<Value, ApiError> {
+        let pods = resources::find("", "v1", "pods").expect("pods are served");
+        // Kubernetes reports binding failures about the `pods/binding` resource.
+        let binding = Subject {
+            name: name.to_owned(),
+            group: String::new(),
+            resource: "pods/binding".into(),
+            kind: "Binding".into(),
+        };
+        if node.is_empty() {
+            return Err(ApiError::Invalid(
+                binding,
+                vec![Cause::required("target.name", "")],
+            ));
+        }
+        let conflict = |message: String| ApiError::Conflict(binding.clone(), message);
+        loop {
+            let (current, revision) = self.get_with_revision(pods, Some(namespace), name).await?;
+            let stored_uid = meta_str(&current, "uid").unwrap_or("");
+            if let Some(uid) = uid
+                && uid != stored_uid
+            {
+                return Err(conflict(format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {stored_uid}"
+                )));
+            }
+            if current.pointer("/metadata/deletionTimestamp").is_some() {
+                return Err(conflict(format!(
+                    "pod {name} is being deleted, cannot be assigned to a host"
+                )));
+            }
+            if let Some(assigned) = current
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty())
+            {
+                return Err(conflict(format!(
+                    "pod {name} is already assigned to node {assigned:?}"
+                )));
+            }
+            if current
+                .pointer("/spec/schedulingGates")
+                .and_then(Value::as_array)
+                .is_some_and(|gates| !gates.is_empty())
+            {
+                return Err(conflict(format!(
+                    "pod {name} has non-empty .spec.schedulingGates"
+                )));
+            }
+            let mut next = current.clone();
+            next["spec"]["nodeName"] = json!(node);
+            set_pod_condition(&mut next, "PodScheduled", "True");
+            if options.dry_run {
+                return Ok(next);
+            }
+            let op = WriteOp::Put {
+                key: pods.key(Some(namespace), name),
+                value: encode_for_store(&next)?,
+                precondition: Precondition::ModRevision(revision),
+            };
+            match self.store.write(op).await {
+                Ok(result) => {
+                    set_meta(
+                        &mut next,
+                        "resourceVersion",
+                        json!(result.revision.to_string()),
+                    );
+                    return Ok(next);
+                }
+                // Another writer (say, the agent updating status) got in between: the checks
+                // above are repeated on the newer pod.
+                Err(wharf_store::StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(ApiError::from_store(e, Subject::new(pods, name))),
+            }
+        }
+    }
+}
+
+/// Sets a pod condition the way Kubernetes' `UpdatePodCondition` does: the transition time
+/// moves only when the condition's status changes.
+fn set_pod_condition(pod: &mut Value, condition_type: &str, status: &str) {
+    if !pod["status"].is_object() {
+        pod["status"] = json!({});
+    }
+    if !pod["status"]["conditions"].is_array() {
+        pod["status"]["conditions"] = json!([]);
+    }
+    let conditions = pod["status"]["conditions"]
+        .as_array_mut()
+        .expect("conditions was just made an array");
+    match conditions.iter_mut().find(|c| c["type"] == condition_type) {
+        Some(existing) if existing["status"] == status => {}
+        Some(existing) => {
+            existing["status"] = json!(status);
+            existing["lastTransitionTime"] = json!(now_rfc3339());
+        }
+        None => conditions.push(json!({
+            "type": condition_type,
+            "status": status,
+            "lastTransitionTime": now_rfc3339(),
+        })),
     }
 }
 

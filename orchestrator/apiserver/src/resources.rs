@@ -83,6 +83,12 @@ impl Resource {
         }
     }
 
+    /// Whether the resource has the `binding` subresource (`POST pods/NAME/binding`, with which
+    /// a scheduler assigns a pod to a node). Only core/v1 Pods have it.
+    pub fn has_binding(&self) -> bool {
+        self.group.is_empty() && self.version == "v1" && self.plural == "pods"
+    }
+
     /// The verbs advertised in discovery.
     pub fn verbs(&self) -> &'static [&'static str] {
         &[
@@ -228,6 +234,16 @@ mod tests {
         }
         assert!(find_by_user_name("deployments.batch").is_none());
         assert!(find_by_user_name("widgets").is_none());
+    }
+
+    #[test]
+    fn only_pods_have_the_binding_subresource() {
+        let with_binding: Vec<&str> = RESOURCES
+            .iter()
+            .filter(|r| r.has_binding())
+            .map(|r| r.plural)
+            .collect();
+        assert_eq!(with_binding, ["pods"]);
     }
 
     #[test]

@@ -286,13 +286,17 @@ pub async fn pass(registry: &Registry) -> Result<usize, ApiError> {
     Ok(actions.len())
 }
 
-/// Whether a store event may give the collector work: a deletion, an object being deleted, or
-/// a new object with owners (whose owners may already be gone).
-fn may_need_collection(kind: EventKind, value: &[u8], created: bool) -> bool {
-    let contains = |needle: &[u8]| value.windows(needle.len()).any(|w| w == needle);
-    kind == EventKind::Delete
-        || contains(b"\"deletionTimestamp\"")
-        || (created && contains(b"\"ownerReferences\""))
+/// Whether a store event may give the collector work: a deletion, an object that has just
+/// started being deleted, or a new object with owners (whose owners may already be gone).
+/// Status updates of objects already being deleted do not trigger a pass.
+fn may_need_collection(kind: EventKind, value: &[u8], previous: Option<&[u8]>) -> bool {
+    let contains = |bytes: &[u8], needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    let deleting = |bytes: &[u8]| contains(bytes, b"\"deletionTimestamp\"");
+    match (kind, previous) {
+        (EventKind::Delete, _) => true,
+        (EventKind::Put, None) => deleting(value) || contains(value, b"\"ownerReferences\""),
+        (EventKind::Put, Some(previous)) => deleting(value) && !deleting(previous),
+    }
 }
 
 /// Runs the collector until `stopping` resolves.
@@ -303,6 +307,13 @@ pub async fn run(registry: Registry, stopping: impl std::future::Future<Output =
     let mut resync = tokio::time::interval(RESYNC_INTERVAL);
     let mut dirty = true;
     loop {
+        // Watch before the pass, so nothing written during the pass is missed.
+        if events.is_none() {
+            match store.watch("/", store.current_revision()).await {
+                Ok(watch) => events = Some(watch),
+                Err(error) => tracing::warn!(%error, "garbage collector cannot watch"),
+            }
+        }
         if dirty {
             dirty = false;
             for _ in 0..MAX_PASSES {
@@ -316,12 +327,6 @@ pub async fn run(registry: Registry, stopping: impl std::future::Future<Output =
                 }
             }
         }
-        if events.is_none() {
-            match store.watch("/", store.current_revision()).await {
-                Ok(watch) => events = Some(watch),
-                Err(error) => tracing::warn!(%error, "garbage collector cannot watch"),
-            }
-        }
         let next_event = async {
             match events.as_mut() {
                 Some(watch) => watch.next().await,
@@ -333,7 +338,7 @@ pub async fn run(registry: Registry, stopping: impl std::future::Future<Output =
             _ = resync.tick() => dirty = true,
             event = next_event => match event {
                 Some(Ok(event)) => {
-                    if may_need_collection(event.kind, &event.value, event.prev_value.is_none()) {
+                    if may_need_collection(event.kind, &event.value, event.prev_value.as_deref()) {
                         dirty = true;
                         tokio::time::sleep(DEBOUNCE).await;
                     }
@@ -478,27 +483,15 @@ mod tests {
     }
 
     #[test]
-    fn only_deletions_and_new_owned_objects_trigger_a_pass() {
-        assert!(may_need_collection(EventKind::Delete, b"{}", false));
-        assert!(may_need_collection(
-            EventKind::Put,
-            br#"{"metadata":{"deletionTimestamp":"x"}}"#,
-            false
-        ));
-        assert!(may_need_collection(
-            EventKind::Put,
-            br#"{"metadata":{"ownerReferences":[]}}"#,
-            true
-        ));
-        assert!(!may_need_collection(
-            EventKind::Put,
-            br#"{"metadata":{"ownerReferences":[]}}"#,
-            false
-        ));
-        assert!(!may_need_collection(
-            EventKind::Put,
-            br#"{"data":{"a":"b"}}"#,
-            true
-        ));
+    fn only_deletions_new_deletions_and_new_owned_objects_trigger_a_pass() {
+        let going = br#"{"metadata":{"deletionTimestamp":"x"}}"#;
+        let owned = br#"{"metadata":{"ownerReferences":[]}}"#;
+        let plain = br#"{"data":{"a":"b"}}"#;
+        assert!(may_need_collection(EventKind::Delete, b"{}", Some(b"{}")));
+        assert!(may_need_collection(EventKind::Put, going, Some(plain)));
+        assert!(!may_need_collection(EventKind::Put, going, Some(going)));
+        assert!(may_need_collection(EventKind::Put, owned, None));
+        assert!(!may_need_collection(EventKind::Put, owned, Some(owned)));
+        assert!(!may_need_collection(EventKind::Put, plain, None));
     }
 }

@@ -1,5 +1,490 @@
 //! Wharf's control loops. Each is a pure `plan` function (tested without I/O) and a small
 //! runner that feeds it snapshots from the [`Registry`](wharf_apiserver::Registry) and applies
 //! its writes through the same registry the API uses.
+//!
+//! - [`gc`]: garbage collection by ownerReferences and namespace deletion.
+//! - [`binder`]: until the scheduler exists, binds every unbound pod to the one local node.
+//! - [`replicaset`]: keeps `spec.replicas` pods of a ReplicaSet.
+//! - [`deployment`]: one ReplicaSet per pod template of a Deployment, scaled and rolled over.
+//!
+//! The workload controllers share one runner shape ([`drive`]): they watch the store, turn each
+//! changed key into its namespace, and re-plan only the namespaces that changed. Snapshots are
+//! read from the store itself, not from a cache, so a pass always sees the writes of the passes
+//! before it; that is why they need none of Kubernetes' "expectations" bookkeeping.
 
+pub mod binder;
+pub mod deployment;
 pub mod gc;
+pub mod replicaset;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::time::Duration;
+
+use futures::FutureExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use serde_json::{Map, Value};
+use wharf_apiserver::registry::{ListOptions, Registry};
+use wharf_apiserver::resources::Resource;
+use wharf_apiserver::{ApiError, meta};
+use wharf_store::{Event, StoreError, WatchStream};
+
+/// How often the workload controllers re-plan everything even without events, in case a
+/// write failed in a way no later event will reveal.
+pub const RESYNC_INTERVAL: Duration = Duration::from_secs(30);
+/// The first delay before a pass whose writes failed is retried; it doubles up to
+/// [`RESYNC_INTERVAL`] while passes keep failing.
+const FIRST_RETRY: Duration = Duration::from_millis(250);
+
+/// Identifies one namespaced object for a write; its uid is the precondition of every write.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectKey {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// Uid.
+    pub uid: String,
+}
+
+impl ObjectKey {
+    /// The key of an object with this metadata, if it has a name and a uid (every stored
+    /// object has both).
+    pub fn of(metadata: &ObjectMeta) -> Option<ObjectKey> {
+        Some(ObjectKey {
+            namespace: metadata.namespace.clone().unwrap_or_default(),
+            name: metadata.name.clone()?,
+            uid: metadata.uid.clone()?,
+        })
+    }
+}
+
+/// The owner reference a controller puts on what it owns: `controller: true` so nothing else
+/// claims it, `blockOwnerDeletion: true` so a foreground deletion of the owner waits for it.
+pub fn controller_reference(
+    api_version: &str,
+    kind: &str,
+    owner: &ObjectMeta,
+) -> Option<OwnerReference> {
+    Some(OwnerReference {
+        api_version: api_version.to_owned(),
+        kind: kind.to_owned(),
+        name: owner.name.clone()?,
+        uid: owner.uid.clone()?,
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    })
+}
+
+/// The uid of the object's controller (the owner reference with `controller: true`), if any.
+pub fn controller_uid(metadata: &ObjectMeta) -> Option<&str> {
+    metadata
+        .owner_references
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .find(|r| r.controller == Some(true))
+        .map(|r| r.uid.as_str())
+}
+
+/// Whether the object has a deletionTimestamp.
+pub fn is_deleting(metadata: &ObjectMeta) -> bool {
+    metadata.deletion_timestamp.is_some()
+}
+
+/// A workload's label selector, ready to match. A missing, empty or unparseable selector
+/// selects nothing: validation rejects those, and a controller must never claim every object
+/// in a namespace because of one.
+#[derive(Clone, Debug)]
+pub struct Selector(Option<wharf_apimachinery::labels::LabelSelector>);
+
+impl Selector {
+    /// Parses a `metav1.LabelSelector`.
+    pub fn new(selector: Option<&LabelSelector>) -> Selector {
+        let parsed = selector
+            .and_then(|s| serde_json::to_value(s).ok())
+            .and_then(|v| wharf_apimachinery::labels::from_label_selector_object(&v).ok())
+            .filter(|s| !s.is_empty());
+        Selector(parsed)
+    }
+
+    /// Whether the selector can select anything at all.
+    pub fn is_usable(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Whether an object with this metadata is selected.
+    pub fn matches(&self, metadata: &ObjectMeta) -> bool {
+        let Some(selector) = &self.0 else {
+            return false;
+        };
+        let labels = label_map(metadata.labels.as_ref());
+        selector.matches(Some(&labels))
+    }
+}
+
+fn label_map(labels: Option<&BTreeMap<String, String>>) -> Map<String, Value> {
+    labels
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect()
+}
+
+/// Lists every object of `resource` in the given namespaces (all, if `None`) and decodes them
+/// into their typed form. An object that does not decode is skipped with a warning: the
+/// registry only stores objects that went through the same types, so this means corruption,
+/// which one controller cannot repair.
+pub(crate) async fn list_typed<T: serde::de::DeserializeOwned>(
+    registry: &Registry,
+    resource: &Resource,
+    namespaces: Option<&BTreeSet<String>>,
+) -> Result<Vec<T>, ApiError> {
+    let mut values = Vec::new();
+    match namespaces {
+        None => {
+            values = registry
+                .list(resource, None, &ListOptions::default())
+                .await?
+                .items;
+        }
+        Some(namespaces) => {
+            for namespace in namespaces {
+                let page = registry
+                    .list(resource, Some(namespace), &ListOptions::default())
+                    .await?;
+                values.extend(page.items);
+            }
+        }
+    }
+    Ok(values
+        .into_iter()
+        .filter_map(|value| {
+            let name = meta::meta_str(&value, "name").unwrap_or("").to_owned();
+            serde_json::from_value(value)
+                .map_err(|error| {
+                    tracing::warn!(kind = resource.kind, %name, %error, "stored object does not decode");
+                })
+                .ok()
+        })
+        .collect())
+}
+
+/// What one pass of a workload controller reports back to [`drive`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PassOutcome {
+    /// Run again after this long even if nothing changes (e.g. when a pod becomes available
+    /// after `minReadySeconds`, or a progress deadline expires).
+    pub requeue_after: Option<Duration>,
+    /// Some write failed for a reason other than the target having changed or gone; the pass
+    /// is retried with backoff.
+    pub failed_writes: bool,
+}
+
+impl PassOutcome {
+    /// Combines the outcomes of two parts of a pass.
+    pub fn merge(self, other: PassOutcome) -> PassOutcome {
+        PassOutcome {
+            requeue_after: match (self.requeue_after, other.requeue_after) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
+            failed_writes: self.failed_writes || other.failed_writes,
+        }
+    }
+
+    /// Records the result of one write. A conflict or a vanished target is not a failure: the
+    /// change that caused it arrives as an event and triggers the next pass.
+    pub fn record(&mut self, what: &str, result: Result<(), ApiError>) {
+        match result {
+            Ok(()) | Err(ApiError::NotFound(_) | ApiError::Conflict(..)) => {}
+            Err(error) => {
+                tracing::warn!(%error, "{what} failed; will retry");
+                self.failed_writes = true;
+            }
+        }
+    }
+}
+
+/// Namespaces waiting for a pass: some, or all of them.
+#[derive(Debug, Default)]
+struct Dirty {
+    all: bool,
+    namespaces: BTreeSet<String>,
+}
+
+impl Dirty {
+    fn is_empty(&self) -> bool {
+        !self.all && self.namespaces.is_empty()
+    }
+
+    /// Takes the pending scope: `None` for every namespace.
+    fn take(&mut self) -> Option<BTreeSet<String>> {
+        let namespaces = std::mem::take(&mut self.namespaces);
+        if std::mem::take(&mut self.all) {
+            None
+        } else {
+            Some(namespaces)
+        }
+    }
+
+    /// Marks the namespace of a changed key, if the key belongs to a watched resource. Store
+    /// keys of namespaced objects are `PREFIX` + `NAMESPACE/NAME`.
+    fn add_event(&mut self, prefixes: &[String], event: &Event) {
+        for prefix in prefixes {
+            if let Some(rest) = event.key.strip_prefix(prefix.as_str()) {
+                match rest.split_once('/') {
+                    Some((namespace, _)) => {
+                        self.namespaces.insert(namespace.to_owned());
+                    }
+                    None => self.all = true,
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// Runs a workload controller until `stopping` resolves.
+///
+/// `pass(None)` must reconcile every namespace, `pass(Some(set))` only those in the set. The
+/// watch is opened before the first pass, so every change after that pass's snapshot arrives
+/// as an event; events that are already waiting are drained into one pass, so a burst of
+/// writes costs one pass per namespace rather than one per write. A full pass also runs every
+/// [`RESYNC_INTERVAL`], when a requeue asked for it, and (with backoff) after failed writes.
+pub(crate) async fn drive<F, Fut>(
+    registry: &Registry,
+    controller: &'static str,
+    watched: &[&Resource],
+    stopping: impl Future<Output = ()>,
+    mut pass: F,
+) where
+    F: FnMut(Option<BTreeSet<String>>) -> Fut,
+    Fut: Future<Output = Result<PassOutcome, ApiError>>,
+{
+    tokio::pin!(stopping);
+    let prefixes: Vec<String> = watched.iter().map(|r| r.key_prefix()).collect();
+    let store = registry.store().clone();
+    let mut events: Option<WatchStream> = None;
+    let mut resync = tokio::time::interval(RESYNC_INTERVAL);
+    resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first pass below is already a full one; the first resync is due a period later.
+    resync.reset();
+    let mut dirty = Dirty {
+        all: true,
+        ..Dirty::default()
+    };
+    let mut wake: Option<tokio::time::Instant> = None;
+    let mut retry = FIRST_RETRY;
+    loop {
+        if events.is_none() {
+            match store.watch("/", store.current_revision()).await {
+                Ok(watch) => {
+                    events = Some(watch);
+                    // Whatever happened before the watch started is covered by a full pass.
+                    dirty.all = true;
+                }
+                Err(error) => {
+                    tracing::warn!(controller, %error, "cannot watch the store");
+                    wake = Some(tokio::time::Instant::now() + retry);
+                }
+            }
+        }
+        if !dirty.is_empty() {
+            let scope = dirty.take();
+            let full = scope.is_none();
+            let outcome = match pass(scope).await {
+                Ok(outcome) => outcome,
+                Err(error) => {
+                    tracing::warn!(controller, %error, "pass failed");
+                    PassOutcome {
+                        requeue_after: None,
+                        failed_writes: true,
+                    }
+                }
+            };
+            let now = tokio::time::Instant::now();
+            let mut next = outcome.requeue_after.map(|after| now + after);
+            if outcome.failed_writes {
+                next = Some(next.map_or(now + retry, |n| n.min(now + retry)));
+                retry = (retry * 2).min(RESYNC_INTERVAL);
+            } else {
+                retry = FIRST_RETRY;
+            }
+            // A full pass knows every deadline; a partial one only adds its own.
+            wake = match (full, wake, next) {
+                (true, _, next) => next,
+                (false, Some(a), Some(b)) => Some(a.min(b)),
+                (false, a, b) => a.or(b),
+            };
+        }
+        let next_event = async {
+            match events.as_mut() {
+                Some(watch) => watch.next().await,
+                None => std::future::pending().await,
+            }
+        };
+        let timer = async {
+            match wake {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = &mut stopping => return,
+            _ = resync.tick() => dirty.all = true,
+            () = timer => {
+                wake = None;
+                dirty.all = true;
+            }
+            event = next_event => {
+                let mut event = event;
+                loop {
+                    match event {
+                        Some(Ok(change)) => dirty.add_event(&prefixes, &change),
+                        Some(Err(StoreError::Compacted { .. })) | None => {
+                            // Fell too far behind (or the store closed the stream): start over
+                            // from now, after a full pass.
+                            events = None;
+                            break;
+                        }
+                        Some(Err(error)) => {
+                            tracing::warn!(controller, %error, "watch failed");
+                            events = None;
+                            break;
+                        }
+                    }
+                    // Drain whatever else is already waiting into the same pass.
+                    match events.as_mut().and_then(|watch| watch.next().now_or_never()) {
+                        Some(next) => event = next,
+                        None => break,
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn metadata(value: Value) -> ObjectMeta {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn an_empty_or_missing_selector_selects_nothing() {
+        let labelled = metadata(json!({"labels": {"app": "web"}}));
+        assert!(!Selector::new(None).matches(&labelled));
+        let empty: LabelSelector = serde_json::from_value(json!({})).unwrap();
+        assert!(!Selector::new(Some(&empty)).matches(&labelled));
+        let web: LabelSelector =
+            serde_json::from_value(json!({"matchLabels": {"app": "web"}})).unwrap();
+        assert!(Selector::new(Some(&web)).matches(&labelled));
+        assert!(!Selector::new(Some(&web)).matches(&metadata(json!({}))));
+    }
+
+    #[test]
+    fn the_controller_is_the_owner_reference_marked_controller() {
+        let meta = metadata(json!({"ownerReferences": [
+            {"apiVersion": "v1", "kind": "ConfigMap", "name": "a", "uid": "u1"},
+            {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "b", "uid": "u2", "controller": true},
+        ]}));
+        assert_eq!(controller_uid(&meta), Some("u2"));
+        assert_eq!(controller_uid(&metadata(json!({}))), None);
+    }
+
+    #[test]
+    fn events_mark_the_namespace_of_their_key_for_watched_resources_only() {
+        let prefixes = vec!["/core/pods/".to_owned()];
+        let event = |key: &str| Event {
+            revision: 1,
+            kind: wharf_store::EventKind::Put,
+            key: key.into(),
+            value: "{}".into(),
+            prev_value: None,
+        };
+        let mut dirty = Dirty::default();
+        dirty.add_event(&prefixes, &event("/core/pods/team-a/web-1"));
+        dirty.add_event(&prefixes, &event("/core/configmaps/team-b/c"));
+        assert!(!dirty.all);
+        assert_eq!(dirty.take(), Some(BTreeSet::from(["team-a".to_owned()])));
+        assert!(dirty.is_empty());
+    }
+
+    /// Runs [`drive`] over a fresh store for `run_for` of (paused) time with a pass that
+    /// answers `outcome` to its `n`th call, and returns when each pass ran and its scope.
+    async fn passes(
+        run_for: Duration,
+        outcome: impl Fn(usize) -> PassOutcome,
+    ) -> Vec<(Duration, Option<BTreeSet<String>>)> {
+        let dir = tempfile::tempdir().unwrap();
+        let store = wharf_store::RedbStore::open(
+            dir.path().join("wharf.redb"),
+            wharf_store::StoreConfig::default(),
+        )
+        .unwrap();
+        let registry = Registry::new(std::sync::Arc::new(store));
+        let started = tokio::time::Instant::now();
+        let calls = std::sync::Mutex::new(Vec::new());
+        let pass = |scope| {
+            let mut calls = calls.lock().unwrap();
+            let result = outcome(calls.len());
+            calls.push((started.elapsed(), scope));
+            async move { Ok(result) }
+        };
+        let _ = tokio::time::timeout(
+            run_for,
+            drive(&registry, "test", &[], std::future::pending(), pass),
+        )
+        .await;
+        calls.into_inner().unwrap()
+    }
+
+    fn times(calls: &[(Duration, Option<BTreeSet<String>>)]) -> Vec<u128> {
+        calls.iter().map(|(at, _)| at.as_millis()).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failed_writes_are_retried_with_doubling_backoff() {
+        let calls = passes(Duration::from_secs(4), |_| PassOutcome {
+            requeue_after: None,
+            failed_writes: true,
+        })
+        .await;
+        assert_eq!(times(&calls), [0, 250, 750, 1750, 3750]);
+        assert!(calls.iter().all(|(_, scope)| scope.is_none()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_requeue_runs_a_full_pass_when_due_and_resyncs_follow_the_interval() {
+        let calls = passes(Duration::from_secs(61), |n| PassOutcome {
+            requeue_after: (n == 0).then_some(Duration::from_secs(7)),
+            failed_writes: false,
+        })
+        .await;
+        assert_eq!(times(&calls), [0, 7_000, 30_000, 60_000]);
+    }
+
+    #[test]
+    fn outcomes_keep_the_earliest_requeue_and_any_failure() {
+        let a = PassOutcome {
+            requeue_after: Some(Duration::from_secs(5)),
+            failed_writes: false,
+        };
+        let b = PassOutcome {
+            requeue_after: Some(Duration::from_secs(2)),
+            failed_writes: true,
+        };
+        assert_eq!(
+            a.merge(b),
+            PassOutcome {
+                requeue_after: Some(Duration::from_secs(2)),
+                failed_writes: true
+            }
+        );
+        assert_eq!(a.merge(PassOutcome::default()), a);
+    }
+}

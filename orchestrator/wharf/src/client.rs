@@ -354,6 +354,147 @@ fn print_table(table: &Value, with_namespace: bool) {
     }
 }
 
+/// The artifact name a file is pushed as by default: its stem, tag `latest`.
+fn default_reference(file: &Path) -> String {
+    let stem = file
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("app")
+        .to_lowercase();
+    format!("{stem}:latest")
+}
+
+/// `wharf push FILE [--name NAME:TAG]`: uploads a Wasm artifact; returns its reference.
+pub async fn push(target: &Target, file: &Path, name: Option<&str>) -> Result<String> {
+    let api = target.connect()?;
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let reference = name.map_or_else(|| default_reference(file), str::to_owned);
+    let url = format!("{}/wharf/v1/artifacts/{reference}", api.base);
+    let response = api
+        .http
+        .put(&url)
+        .header(reqwest::header::CONTENT_TYPE, "application/wasm")
+        .body(bytes)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the Wharf API at {}", api.base))?;
+    let code = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    if !code.is_success() {
+        return Err(status_error(code, &body).context(format!("pushing {}", file.display())));
+    }
+    println!(
+        "pushed {reference} ({}, {} bytes, {})",
+        body["kind"].as_str().unwrap_or("wasm"),
+        body["size"],
+        body["digest"].as_str().unwrap_or("")
+    );
+    Ok(reference)
+}
+
+/// `wharf logs POD [-c CONTAINER] [-f]`.
+pub async fn logs(target: &Target, pod: &str, container: Option<&str>, follow: bool) -> Result<()> {
+    use futures::StreamExt;
+    use std::io::Write;
+    let api = target.connect()?;
+    let pods = resolve_kind("pods")?;
+    let mut url = format!(
+        "{}/log?follow={follow}",
+        api.path(pods, Some(&api.namespace), Some(pod))
+    );
+    if let Some(container) = container {
+        url.push_str(&format!("&container={container}"));
+    }
+    let response = api
+        .http
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the Wharf API at {}", api.base))?;
+    let code = response.status();
+    if !code.is_success() {
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        return Err(status_error(code, &body));
+    }
+    let mut stream = response.bytes_stream();
+    let mut stdout = std::io::stdout();
+    while let Some(chunk) = stream.next().await {
+        stdout.write_all(&chunk?)?;
+        stdout.flush()?;
+    }
+    Ok(())
+}
+
+/// `wharf deploy app.wasm`: push, then a Deployment and a NodePort Service; prints the URL.
+pub async fn deploy(target: &Target, file: &Path, name: Option<&str>, replicas: u32) -> Result<()> {
+    let reference = push(target, file, name.map(|n| format!("{n}:latest")).as_deref()).await?;
+    let app = reference.split(':').next().unwrap_or("app").to_owned();
+    let api = target.connect()?;
+    let deployment = serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": app, "labels": {"app": app}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": app}},
+            "template": {
+                "metadata": {"labels": {"app": app}},
+                "spec": {
+                    "runtimeClassName": "wasmtime",
+                    "containers": [{"name": app, "image": reference, "ports": [{"containerPort": 8080}]}]
+                }
+            }
+        }
+    });
+    let service = serde_json::json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": app},
+        "spec": {"type": "NodePort", "selector": {"app": app}, "ports": [{"port": 8080, "targetPort": 8080}]}
+    });
+    let mut created_service = Value::Null;
+    for object in [deployment, service] {
+        let resource = resource_of(&object)?;
+        let url = format!(
+            "{}?fieldManager=wharf",
+            api.path(resource, Some(&api.namespace), Some(&app))
+        );
+        let (code, answer) = api
+            .send(
+                Method::PATCH,
+                &url,
+                Some("application/apply-patch+yaml"),
+                "application/json",
+                Some(serde_json::to_vec(&object)?),
+            )
+            .await?;
+        if !code.is_success() {
+            return Err(status_error(code, &answer)
+                .context(format!("creating {}", describe(resource, &app))));
+        }
+        println!("{} configured", describe(resource, &app));
+        if resource.kind == "Service" {
+            created_service = answer;
+        }
+    }
+    let node_port = created_service["spec"]["ports"][0]["nodePort"].clone();
+    let (_, nodes) = api
+        .send(
+            Method::GET,
+            &format!("{}/api/v1/nodes", api.base),
+            None,
+            "application/json",
+            None,
+        )
+        .await?;
+    let ip = nodes["items"][0]["status"]["addresses"]
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["type"] == "InternalIP"))
+        .and_then(|a| a["address"].as_str())
+        .unwrap_or("127.0.0.1")
+        .to_owned();
+    println!("{app} is deployed: curl http://{ip}:{node_port}/");
+    Ok(())
+}
+
 /// `wharf delete KIND NAME...` or `wharf delete -f FILE`.
 pub async fn delete(
     target: &Target,

@@ -2,6 +2,7 @@
 
 mod client;
 mod kubeconfig;
+mod node;
 mod up;
 
 use std::path::PathBuf;
@@ -45,6 +46,42 @@ enum Command {
         /// Only objects with these labels (`app=web,tier!=db`).
         #[arg(short = 'l', long = "selector")]
         selector: Option<String>,
+        #[command(flatten)]
+        target: client::Target,
+    },
+    /// Upload a Wasm artifact to the control plane: `wharf push app.wasm --name app:1`.
+    Push {
+        /// The .wasm file.
+        file: PathBuf,
+        /// NAME[:TAG] to publish it as (default: the file name, tag latest).
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        target: client::Target,
+    },
+    /// Print a pod's logs: `wharf logs POD [-c CONTAINER] [-f]`.
+    Logs {
+        /// The pod.
+        pod: String,
+        /// The container (default: the only one).
+        #[arg(short = 'c', long)]
+        container: Option<String>,
+        /// Keep streaming new lines.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        #[command(flatten)]
+        target: client::Target,
+    },
+    /// Push a Wasm HTTP function and run it: a Deployment plus a NodePort Service; prints the URL.
+    Deploy {
+        /// The .wasm component (wasi:http).
+        file: PathBuf,
+        /// The name of the function (default: the file name).
+        #[arg(long)]
+        name: Option<String>,
+        /// How many replicas.
+        #[arg(long, default_value_t = 1)]
+        replicas: u32,
         #[command(flatten)]
         target: client::Target,
     },
@@ -98,6 +135,21 @@ fn main() -> std::process::ExitCode {
                 )
                 .await
             }
+            Command::Push { file, name, target } => client::push(&target, &file, name.as_deref())
+                .await
+                .map(drop),
+            Command::Logs {
+                pod,
+                container,
+                follow,
+                target,
+            } => client::logs(&target, &pod, container.as_deref(), follow).await,
+            Command::Deploy {
+                file,
+                name,
+                replicas,
+                target,
+            } => client::deploy(&target, &file, name.as_deref(), replicas).await,
             Command::Delete {
                 args,
                 files,

@@ -8,9 +8,10 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use wharf_apiserver::ApiServer;
+use wharf_apiserver::artifacts::ArtifactStore;
 use wharf_store::{RedbStore, StoreConfig, StoreError};
 
-use crate::kubeconfig;
+use crate::{kubeconfig, node};
 
 /// Flags shared by `wharf up` and `wharf server` (see DESIGN.md, interface contract).
 #[derive(Args, Debug, Clone)]
@@ -30,6 +31,9 @@ pub struct ServeArgs {
     /// Revisions of history kept for watches to resume from.
     #[arg(long, default_value_t = StoreConfig::default().history_revisions)]
     pub history_revisions: u64,
+    /// The name of this node (default: the host name).
+    #[arg(long)]
+    pub node_name: Option<String>,
 }
 
 /// Which components run in this process.
@@ -72,7 +76,12 @@ pub async fn run(args: ServeArgs, mode: Mode) -> Result<()> {
         ),
         Err(e) => return Err(e).context("cannot open the store"),
     };
-    let server = ApiServer::new(Arc::new(store));
+    let store: Arc<dyn wharf_store::Store> = Arc::new(store);
+    let artifacts = Arc::new(
+        ArtifactStore::new(data_dir.join("artifacts"), store.clone())
+            .context("cannot create the artifact store")?,
+    );
+    let server = ApiServer::with_artifacts(store, Some(artifacts.clone()));
     wharf_apiserver::bootstrap::ensure_bootstrap_objects(&server.registry)
         .await
         .map_err(|e| anyhow::anyhow!("bootstrap failed: {e}"))?;
@@ -83,14 +92,36 @@ pub async fn run(args: ServeArgs, mode: Mode) -> Result<()> {
     let api_url = format!("http://{}", listener.local_addr()?);
     let kubeconfig_path = data_dir.join("kubeconfig");
     kubeconfig::write(&kubeconfig_path, &api_url)?;
-    server.set_ready(true);
 
-    print_banner(&args, mode, &api_url, &kubeconfig_path, &data_dir);
-
-    let collector = tokio::spawn(wharf_controllers::gc::run(
+    let mut background = Vec::new();
+    background.push(tokio::spawn(wharf_controllers::gc::run(
         server.registry.clone(),
         server.stopping(),
-    ));
+    )));
+    background.push(tokio::spawn(wharf_controllers::replicaset::run(
+        server.registry.clone(),
+        server.stopping(),
+    )));
+    background.push(tokio::spawn(wharf_controllers::deployment::run(
+        server.registry.clone(),
+        server.stopping(),
+    )));
+    let mut node_summary = None;
+    if mode == Mode::AllInOne {
+        let node = node::start(&args, &data_dir, &server, artifacts).await?;
+        background.extend(node.tasks);
+        node_summary = Some(node.summary);
+    }
+    server.set_ready(true);
+
+    print_banner(
+        &args,
+        mode,
+        &api_url,
+        &kubeconfig_path,
+        &data_dir,
+        node_summary.as_deref(),
+    );
 
     let app = wharf_apiserver::router(server.clone());
     let shutdown_server = server.clone();
@@ -108,7 +139,9 @@ pub async fn run(args: ServeArgs, mode: Mode) -> Result<()> {
             tokio::time::sleep(Duration::from_secs(5)).await;
         } => tracing::warn!("connections still open after 5 s; closing them"),
     }
-    let _ = collector.await;
+    for task in background {
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -119,6 +152,7 @@ fn print_banner(
     api_url: &str,
     kubeconfig_path: &std::path::Path,
     data_dir: &std::path::Path,
+    node: Option<&str>,
 ) {
     let what = match mode {
         Mode::AllInOne => "wharf up",
@@ -128,19 +162,17 @@ fn print_banner(
     println!("  API:        {api_url}");
     println!("  kubeconfig: {}", kubeconfig_path.display());
     println!("  data dir:   {}", data_dir.display());
-    if mode == Mode::AllInOne {
-        println!(
-            "  gateway:    {} (reserved: this build has no node agent yet, so nothing is routed)",
-            args.gateway_addr
-        );
-        let containerd = args.containerd.as_deref().unwrap_or("auto");
-        println!("  containerd: {containerd} (not used by this build yet)");
+    if let Some(node) = node {
+        println!("{node}");
     }
+    let _ = args;
     println!();
-    println!("Try it:");
+    println!("Deploy a first function:");
     println!("  export KUBECONFIG={}", kubeconfig_path.display());
-    println!("  kubectl create configmap hello --from-literal=greeting=hi");
-    println!("  kubectl get configmaps");
+    println!("  make samples && make push-samples");
+    println!("  kubectl apply -f samples/hello-http/");
+    println!("  curl http://{}:30080/", args.gateway_addr.ip());
+    println!("or, in one step: wharf deploy samples/out/hello-http.wasm");
 }
 
 async fn shutdown_signal() {

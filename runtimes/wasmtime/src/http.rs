@@ -125,7 +125,13 @@ impl HttpHandler for ProxyHandler {
                 let mut stderr = self.log.writer(Stream::Stderr);
                 stderr.write(format!("wharf: request failed: {error}\n").as_bytes());
                 let status = if error.contains("deadline") { 504 } else { 500 };
-                text_response(status, format!("the function failed: {error}\n"))
+                // The client gets the cause, not the guest's backtrace (that is in the log).
+                let cause = error
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("");
+                text_response(status, format!("the function failed: {}\n", cause.trim()))
             }
         }
     }

@@ -5,3 +5,4 @@ mod cascade;
 mod control_plane;
 mod crash;
 mod full_disk;
+mod wasm;

@@ -5,6 +5,7 @@
 //! oneshot`, no sockets). Error cases check the Kubernetes `kind: Status` body and that the
 //! store revision did not move.
 
+mod binding;
 mod concurrency;
 mod create_options;
 mod crud;
@@ -16,4 +17,5 @@ mod lists;
 mod patches;
 mod support;
 mod tables;
+mod uid_preconditions;
 mod watches;

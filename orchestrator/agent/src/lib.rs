@@ -1,0 +1,459 @@
+//! Wharf's node agent: what the kubelet does, for Wasm pods and (later) containers alike.
+//!
+//! It registers its Node and renews a Lease, watches the pods bound to it and runs one
+//! [`worker`] per pod, reports pod status, applies restart policies with CrashLoopBackOff,
+//! stops pods with their grace period, captures logs and serves them ([`logs`]). The runtimes
+//! only execute; probes, restarts, secrets and config are decided here, once, for both.
+
+pub mod images;
+pub mod logs;
+pub mod spec;
+pub mod status;
+pub mod worker;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use wharf_apiserver::ApiError;
+use wharf_apiserver::registry::{
+    ListOptions, Part, PatchType, Registry, WriteOptions, decode_value,
+};
+use wharf_apiserver::resources;
+use wharf_runtime::{HttpHandler, Runtime, RuntimeError};
+use wharf_store::EventKind;
+
+/// How often the node's Lease is renewed (Kubernetes' kubelet: every 10 s, 40 s lease).
+pub const LEASE_RENEW: Duration = Duration::from_secs(10);
+
+/// Settings of one node agent.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    /// The node name.
+    pub node_name: String,
+    /// The node's IP (the gateway's), reported as hostIP/podIP and the node address.
+    pub node_ip: String,
+    /// The port of the agent's own HTTP endpoint (logs).
+    pub agent_port: u16,
+    /// Where pod directories, logs and volumes live.
+    pub data_dir: PathBuf,
+    /// Why containers cannot run here, if they cannot (e.g. `--containerd off`).
+    pub containers_unavailable: Option<String>,
+}
+
+/// In-process HTTP handlers of running pods: pod uid → (container name, handler).
+type PodHandlers = HashMap<String, Vec<(String, Arc<dyn HttpHandler>)>>;
+
+struct PodEntry {
+    namespace: String,
+    name: String,
+    updates: watch::Sender<Option<Value>>,
+}
+
+/// A node agent.
+pub struct Agent {
+    /// The API (in process).
+    pub registry: Registry,
+    /// Its settings.
+    pub config: AgentConfig,
+    wasm: Arc<dyn Runtime>,
+    containers: Option<Arc<dyn Runtime>>,
+    pods: Mutex<HashMap<String, PodEntry>>,
+    handlers: Mutex<PodHandlers>,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("node", &self.config.node_name)
+            .finish_non_exhaustive()
+    }
+}
+
+fn node_resource() -> &'static resources::Resource {
+    resources::find("", "v1", "nodes").expect("nodes are served")
+}
+
+impl Agent {
+    /// An agent with its runtimes.
+    pub fn new(
+        registry: Registry,
+        config: AgentConfig,
+        wasm: Arc<dyn Runtime>,
+        containers: Option<Arc<dyn Runtime>>,
+    ) -> Arc<Agent> {
+        Arc::new(Agent {
+            registry,
+            config,
+            wasm,
+            containers,
+            pods: Mutex::new(HashMap::new()),
+            handlers: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The in-process HTTP handlers of a running pod, by container name.
+    pub fn http_handlers(&self, pod_uid: &str) -> Vec<(String, Arc<dyn HttpHandler>)> {
+        self.handlers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(pod_uid)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn add_handler(&self, pod_uid: &str, container: &str, handler: Arc<dyn HttpHandler>) {
+        let mut handlers = self.handlers.lock().unwrap_or_else(|e| e.into_inner());
+        let list = handlers.entry(pod_uid.to_owned()).or_default();
+        list.retain(|(name, _)| name != container);
+        list.push((container.to_owned(), handler));
+    }
+
+    fn remove_handlers(&self, pod_uid: &str) {
+        self.handlers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(pod_uid);
+    }
+
+    fn forget_pod(&self, uid: &str) {
+        self.pods
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(uid);
+        self.remove_handlers(uid);
+    }
+
+    /// The directory of a pod running here, by namespace and name.
+    pub fn pod_dir(&self, namespace: &str, name: &str) -> Option<PathBuf> {
+        let pods = self.pods.lock().unwrap_or_else(|e| e.into_inner());
+        pods.iter()
+            .find(|(_, p)| p.namespace == namespace && p.name == name)
+            .map(|(uid, _)| {
+                self.config
+                    .data_dir
+                    .join("pods")
+                    .join(format!("{namespace}_{name}_{uid}"))
+            })
+    }
+
+    /// Chooses the runtime for a pod's image and prepares the image on it.
+    ///
+    /// `spec.runtimeClassName` decides when set; an artifact that contradicts it is an error.
+    /// Without it, an image that is Wasm runs on wasmtime and anything else on containerd.
+    pub async fn runtime_for(
+        &self,
+        pod: &Value,
+        image: &str,
+    ) -> Result<Arc<dyn Runtime>, RuntimeError> {
+        let class = pod["spec"]["runtimeClassName"].as_str();
+        let containers = || {
+            self.containers.clone().ok_or_else(|| {
+                RuntimeError::Unavailable(
+                    self.config
+                        .containers_unavailable
+                        .clone()
+                        .unwrap_or_else(|| "this node has no container runtime".into()),
+                )
+            })
+        };
+        match class {
+            Some("wasmtime") => {
+                self.wasm.prepare(image).await.map_err(|e| match e {
+                    RuntimeError::InvalidArtifact { image, detail } => {
+                        RuntimeError::InvalidArtifact {
+                            image,
+                            detail: format!("runtimeClassName is wasmtime, but {detail}"),
+                        }
+                    }
+                    other => other,
+                })?;
+                Ok(self.wasm.clone())
+            }
+            Some("runc") => {
+                let runtime = containers()?;
+                runtime.prepare(image).await?;
+                Ok(runtime)
+            }
+            Some(other) => Err(RuntimeError::Unavailable(format!(
+                "RuntimeClass {other:?} is not supported by node {} (it runs wasmtime and runc)",
+                self.config.node_name
+            ))),
+            None => match self.wasm.prepare(image).await {
+                Ok(()) => Ok(self.wasm.clone()),
+                Err(RuntimeError::ImageNotFound { .. } | RuntimeError::InvalidArtifact { .. })
+                    if self.containers.is_some() =>
+                {
+                    let runtime = containers()?;
+                    runtime.prepare(image).await?;
+                    Ok(runtime)
+                }
+                Err(e) => Err(e),
+            },
+        }
+    }
+
+    /// The Node object this agent registers.
+    pub fn node_object(&self) -> Value {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let memory = memory_bytes();
+        let mut runtimes = vec!["wasmtime"];
+        if self.containers.is_some() {
+            runtimes.push("runc");
+        }
+        let now = wharf_apiserver::meta::now_rfc3339();
+        let capacity = json!({
+            "cpu": cpus.to_string(),
+            "memory": format!("{}Ki", memory / 1024),
+            "pods": "1000",
+        });
+        json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {
+                "name": self.config.node_name,
+                "labels": {
+                    "kubernetes.io/hostname": self.config.node_name,
+                    "kubernetes.io/os": "linux",
+                    "kubernetes.io/arch": std::env::consts::ARCH,
+                    "wharf.dev/runtimes": runtimes.join("."),
+                },
+                "annotations": {"wharf.dev/runtime-classes": runtimes.join(",")},
+            },
+            "spec": {},
+            "status": {
+                "capacity": capacity,
+                "allocatable": capacity,
+                "addresses": [
+                    {"type": "InternalIP", "address": self.config.node_ip},
+                    {"type": "Hostname", "address": self.config.node_name},
+                ],
+                "daemonEndpoints": {"kubeletEndpoint": {"Port": self.config.agent_port}},
+                "conditions": [{
+                    "type": "Ready", "status": "True", "reason": "WharfAgentReady",
+                    "message": "the Wharf agent is posting ready status",
+                    "lastHeartbeatTime": now, "lastTransitionTime": now,
+                }],
+                "nodeInfo": {
+                    "kubeletVersion": "v1.37.0-wharf",
+                    "containerRuntimeVersion": format!("wasmtime://48.0.8{}", if self.containers.is_some() { ",containerd://1.6" } else { "" }),
+                    "operatingSystem": "linux",
+                    "architecture": std::env::consts::ARCH,
+                    "kernelVersion": "", "osImage": "", "machineID": "", "systemUUID": "",
+                    "bootID": "", "kubeProxyVersion": "",
+                },
+            },
+        })
+    }
+
+    /// Registers (or refreshes) the Node.
+    pub async fn register_node(&self) -> Result<(), ApiError> {
+        let node = self.node_object();
+        let nodes = node_resource();
+        match self
+            .registry
+            .create(nodes, None, node.clone(), &WriteOptions::default())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(ApiError::AlreadyExists(_)) => {
+                let patch = json!({"metadata": {"labels": node["metadata"]["labels"]}});
+                self.registry
+                    .patch(
+                        nodes,
+                        None,
+                        &self.config.node_name,
+                        PatchType::Merge,
+                        &patch,
+                        Part::Main,
+                        &WriteOptions::default(),
+                    )
+                    .await?;
+                let status = json!({"status": node["status"]});
+                self.registry
+                    .patch(
+                        nodes,
+                        None,
+                        &self.config.node_name,
+                        PatchType::Merge,
+                        &status,
+                        Part::Status,
+                        &WriteOptions::default(),
+                    )
+                    .await
+                    .map(drop)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn renew_lease(&self) -> Result<(), ApiError> {
+        let leases = resources::find("coordination.k8s.io", "v1", "leases").expect("served");
+        let now = wharf_apiserver::meta::now();
+        let renew = now.strftime("%Y-%m-%dT%H:%M:%S.000000Z").to_string();
+        let name = &self.config.node_name;
+        let patch = json!({"spec": {"renewTime": renew, "holderIdentity": name, "leaseDurationSeconds": 40}});
+        match self
+            .registry
+            .patch(
+                leases,
+                Some("kube-node-lease"),
+                name,
+                PatchType::Merge,
+                &patch,
+                Part::Main,
+                &WriteOptions::default(),
+            )
+            .await
+        {
+            Err(ApiError::NotFound(_)) => {
+                let lease = json!({
+                    "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                    "metadata": {"name": name, "namespace": "kube-node-lease"},
+                    "spec": patch["spec"],
+                });
+                self.registry
+                    .create(
+                        leases,
+                        Some("kube-node-lease"),
+                        lease,
+                        &WriteOptions::default(),
+                    )
+                    .await
+                    .map(drop)
+            }
+            other => other.map(drop),
+        }
+    }
+
+    fn is_mine(&self, pod: &Value) -> bool {
+        pod.pointer("/spec/nodeName").and_then(Value::as_str)
+            == Some(self.config.node_name.as_str())
+    }
+
+    /// Hands the latest version of a pod to its worker, starting one if needed.
+    fn offer_pod(self: &Arc<Self>, pod: Value) {
+        let uid = pod
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        let mut pods = self.pods.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = pods.get(&uid) {
+            entry.updates.send_replace(Some(pod));
+            return;
+        }
+        // A pod that already finished (e.g. before an agent restart) is not run again.
+        let phase = pod
+            .pointer("/status/phase")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if (phase == "Succeeded" || phase == "Failed")
+            && pod.pointer("/metadata/deletionTimestamp").is_none()
+        {
+            return;
+        }
+        let (updates, receiver) = watch::channel(Some(pod.clone()));
+        pods.insert(
+            uid,
+            PodEntry {
+                namespace: pod
+                    .pointer("/metadata/namespace")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned(),
+                name: pod
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned(),
+                updates,
+            },
+        );
+        tokio::spawn(worker::run_pod(self.clone(), receiver));
+    }
+
+    fn pod_gone(&self, uid: &str) {
+        let pods = self.pods.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = pods.get(uid) {
+            entry.updates.send_replace(None);
+        }
+    }
+
+    /// Runs the agent: registers the node, renews its lease, runs the pods bound to it, until
+    /// `stopping` resolves.
+    pub async fn run(self: Arc<Self>, stopping: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stopping);
+        while let Err(error) = self.register_node().await {
+            tracing::warn!(%error, "cannot register the node; retrying");
+            tokio::select! {
+                () = &mut stopping => return,
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+        tracing::info!(node = %self.config.node_name, "node registered");
+        let mut lease = tokio::time::interval(LEASE_RENEW);
+        let pods = resources::find("", "v1", "pods").expect("served");
+        'watching: loop {
+            let page = match self
+                .registry
+                .list(pods, None, &ListOptions::default())
+                .await
+            {
+                Ok(page) => page,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot list pods");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            for pod in page.items.into_iter().filter(|p| self.is_mine(p)) {
+                self.offer_pod(pod);
+            }
+            let mut watch = match self.registry.watch(pods, None, page.revision).await {
+                Ok(watch) => watch,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot watch pods");
+                    continue;
+                }
+            };
+            loop {
+                tokio::select! {
+                    () = &mut stopping => break 'watching,
+                    _ = lease.tick() => {
+                        if let Err(error) = self.renew_lease().await {
+                            tracing::warn!(%error, "cannot renew the node lease");
+                        }
+                    }
+                    event = watch.next() => {
+                        let Some(Ok(event)) = event else { continue 'watching };
+                        let Ok(pod) = decode_value(&event.key, &event.value, event.revision) else { continue };
+                        if !self.is_mine(&pod) {
+                            continue;
+                        }
+                        if event.kind == EventKind::Delete {
+                            let uid = pod.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("");
+                            self.pod_gone(uid);
+                        } else {
+                            self.offer_pod(pod);
+                        }
+                    }
+                }
+            }
+        }
+        tracing::info!("node agent stopped");
+    }
+}
+
+fn memory_bytes() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib * 1024)
+        })
+        .unwrap_or(0)
+}

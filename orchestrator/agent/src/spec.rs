@@ -1,0 +1,351 @@
+//! From a pod spec to what a runtime needs: environment (with `valueFrom` and `envFrom`
+//! resolved against ConfigMaps and Secrets), volumes materialized as directories, limits, and
+//! the runtime to use. The same for both runtimes.
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use serde_json::Value;
+use wharf_apiserver::registry::Registry;
+use wharf_apiserver::resources;
+use wharf_runtime::{Limits, Mount};
+
+/// A problem with the pod's configuration: the container waits with reason
+/// `CreateContainerConfigError` and this message, as in Kubernetes.
+pub type ConfigError = String;
+
+/// Parses a Kubernetes quantity of bytes (`128Mi`, `1G`, `500000`, `1.5Gi`).
+pub fn parse_bytes(quantity: &str) -> Option<u64> {
+    let q = quantity.trim();
+    let suffixes: [(&str, f64); 12] = [
+        ("Ki", 1024f64),
+        ("Mi", 1024f64.powi(2)),
+        ("Gi", 1024f64.powi(3)),
+        ("Ti", 1024f64.powi(4)),
+        ("Pi", 1024f64.powi(5)),
+        ("Ei", 1024f64.powi(6)),
+        ("k", 1e3),
+        ("M", 1e6),
+        ("G", 1e9),
+        ("T", 1e12),
+        ("P", 1e15),
+        ("E", 1e18),
+    ];
+    for (suffix, factor) in suffixes {
+        if let Some(number) = q.strip_suffix(suffix) {
+            return number.parse::<f64>().ok().map(|n| (n * factor) as u64);
+        }
+    }
+    q.parse::<f64>().ok().map(|n| n as u64)
+}
+
+/// Parses a CPU quantity into millicores (`500m`, `2`, `0.25`).
+pub fn parse_millicores(quantity: &str) -> Option<u64> {
+    let q = quantity.trim();
+    match q.strip_suffix('m') {
+        Some(milli) => milli.parse().ok(),
+        None => q.parse::<f64>().ok().map(|cores| (cores * 1000.0) as u64),
+    }
+}
+
+/// The container's limits.
+pub fn limits(container: &Value) -> Limits {
+    let limits = &container["resources"]["limits"];
+    Limits {
+        memory_bytes: limits["memory"].as_str().and_then(parse_bytes),
+        cpu_millis: limits["cpu"].as_str().and_then(parse_millicores),
+    }
+}
+
+/// Command and arguments: `command` followed by `args`.
+pub fn args(container: &Value) -> Vec<String> {
+    ["command", "args"]
+        .iter()
+        .flat_map(|field| container[*field].as_array().cloned().unwrap_or_default())
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Reads a ConfigMap's or Secret's data as (key, text) pairs; `None` if it does not exist.
+async fn source_data(
+    registry: &Registry,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<Vec<(String, String)>>, ConfigError> {
+    let plural = if kind == "Secret" {
+        "secrets"
+    } else {
+        "configmaps"
+    };
+    let resource = resources::find("", "v1", plural).expect("served");
+    let object = match registry.get(resource, Some(namespace), name).await {
+        Ok(object) => object,
+        Err(wharf_apiserver::ApiError::NotFound(_)) => return Ok(None),
+        Err(e) => return Err(format!("cannot read {kind} {name:?}: {e}")),
+    };
+    let mut pairs = Vec::new();
+    if let Some(data) = object["data"].as_object() {
+        for (key, value) in data {
+            let text = value.as_str().unwrap_or_default();
+            let text = if kind == "Secret" {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(text)
+                    .map_err(|_| format!("secret {name:?} key {key:?} is not valid base64"))?;
+                String::from_utf8_lossy(&bytes).into_owned()
+            } else {
+                text.to_owned()
+            };
+            pairs.push((key.clone(), text));
+        }
+    }
+    Ok(Some(pairs))
+}
+
+fn field_ref(pod: &Value, path: &str, host_ip: &str) -> Option<String> {
+    let text = |p: &str| pod.pointer(p).and_then(Value::as_str).map(str::to_owned);
+    match path {
+        "metadata.name" => text("/metadata/name"),
+        "metadata.namespace" => text("/metadata/namespace"),
+        "metadata.uid" => text("/metadata/uid"),
+        "spec.nodeName" => text("/spec/nodeName"),
+        "spec.serviceAccountName" => text("/spec/serviceAccountName"),
+        "status.podIP" | "status.hostIP" => Some(host_ip.to_owned()),
+        _ => {
+            // metadata.labels['x'] and metadata.annotations['x'].
+            let (map, key) = path.strip_suffix("']")?.split_once("['")?;
+            let map = match map {
+                "metadata.labels" => "labels",
+                "metadata.annotations" => "annotations",
+                _ => return None,
+            };
+            pod["metadata"][map][key].as_str().map(str::to_owned)
+        }
+    }
+}
+
+/// The container's environment, in Kubernetes' order: `envFrom` first, then `env` (later
+/// entries win), with `$(VAR)` references to earlier variables expanded.
+pub async fn environment(
+    registry: &Registry,
+    pod: &Value,
+    container: &Value,
+    host_ip: &str,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let namespace = pod["metadata"]["namespace"].as_str().unwrap_or("default");
+    let mut env: Vec<(String, String)> = Vec::new();
+    let set = |env: &mut Vec<(String, String)>, name: String, value: String| {
+        env.retain(|(n, _)| *n != name);
+        env.push((name, value));
+    };
+    for source in container["envFrom"].as_array().cloned().unwrap_or_default() {
+        let prefix = source["prefix"].as_str().unwrap_or("");
+        for (kind, field) in [("ConfigMap", "configMapRef"), ("Secret", "secretRef")] {
+            let reference = &source[field];
+            let Some(name) = reference["name"].as_str() else {
+                continue;
+            };
+            match source_data(registry, kind, namespace, name).await? {
+                Some(pairs) => {
+                    for (key, value) in pairs {
+                        set(&mut env, format!("{prefix}{key}"), value);
+                    }
+                }
+                None if reference["optional"] == true => {}
+                None => return Err(format!("{} {name:?} not found", kind.to_lowercase())),
+            }
+        }
+    }
+    for entry in container["env"].as_array().cloned().unwrap_or_default() {
+        let Some(name) = entry["name"].as_str().map(str::to_owned) else {
+            continue;
+        };
+        if let Some(value) = entry["value"].as_str() {
+            let expanded = expand(value, &env);
+            set(&mut env, name, expanded);
+            continue;
+        }
+        let from = &entry["valueFrom"];
+        let value = if let Some(path) = from["fieldRef"]["fieldPath"].as_str() {
+            field_ref(pod, path, host_ip)
+                .ok_or_else(|| format!("unsupported fieldRef {path:?} for env {name:?}"))?
+        } else {
+            let (kind, reference) = if from["secretKeyRef"].is_object() {
+                ("Secret", &from["secretKeyRef"])
+            } else if from["configMapKeyRef"].is_object() {
+                ("ConfigMap", &from["configMapKeyRef"])
+            } else {
+                set(&mut env, name, String::new());
+                continue;
+            };
+            let source = reference["name"].as_str().unwrap_or("");
+            let key = reference["key"].as_str().unwrap_or("");
+            let optional = reference["optional"] == true;
+            let found = source_data(registry, kind, namespace, source)
+                .await?
+                .and_then(|pairs| pairs.into_iter().find(|(k, _)| k == key).map(|(_, v)| v));
+            match found {
+                Some(value) => value,
+                None if optional => continue,
+                None => {
+                    return Err(format!(
+                        "couldn't find key {key} in {} {namespace}/{source}",
+                        kind
+                    ));
+                }
+            }
+        };
+        set(&mut env, name, value);
+    }
+    Ok(env)
+}
+
+/// Expands `$(NAME)` references to variables defined earlier; `$$` escapes `$`.
+fn expand(value: &str, env: &[(String, String)]) -> String {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        if let Some(after) = tail.strip_prefix("$$") {
+            out.push('$');
+            rest = after;
+        } else if let Some(inner) = tail.strip_prefix("$(")
+            && let Some(end) = inner.find(')')
+            && let Some((_, v)) = env.iter().find(|(n, _)| n == &inner[..end])
+        {
+            out.push_str(v);
+            rest = &inner[end + 1..];
+        } else {
+            out.push('$');
+            rest = &tail[1..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Writes the pod's ConfigMap, Secret and emptyDir volumes under `pod_dir/volumes/NAME` and
+/// returns the mounts of `container`.
+pub async fn mounts(
+    registry: &Registry,
+    pod: &Value,
+    container: &Value,
+    pod_dir: &Path,
+) -> Result<Vec<Mount>, ConfigError> {
+    let namespace = pod["metadata"]["namespace"].as_str().unwrap_or("default");
+    let volumes = pod["spec"]["volumes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut mounts = Vec::new();
+    for mount in container["volumeMounts"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+    {
+        let name = mount["name"].as_str().unwrap_or("");
+        let path = mount["mountPath"].as_str().unwrap_or("").to_owned();
+        let volume = volumes
+            .iter()
+            .find(|v| v["name"] == name)
+            .ok_or_else(|| format!("volume {name:?} is not defined in the pod"))?;
+        let dir = pod_dir.join("volumes").join(name);
+        let read_only;
+        if let Some((kind, field)) = [("ConfigMap", "configMap"), ("Secret", "secret")]
+            .into_iter()
+            .find(|(_, field)| volume[*field].is_object())
+        {
+            let source = &volume[field];
+            let source_name = source["name"]
+                .as_str()
+                .or_else(|| source["secretName"].as_str())
+                .unwrap_or("");
+            let pairs = match source_data(registry, kind, namespace, source_name).await? {
+                Some(pairs) => pairs,
+                None if source["optional"] == true => Vec::new(),
+                None => {
+                    return Err(format!("{} {source_name:?} not found", kind.to_lowercase()));
+                }
+            };
+            write_files(&dir, &pairs, source["items"].as_array())
+                .map_err(|e| format!("cannot write volume {name:?}: {e}"))?;
+            read_only = true;
+        } else if volume["emptyDir"].is_object() {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| format!("cannot create volume {name:?}: {e}"))?;
+            read_only = mount["readOnly"] == true;
+        } else {
+            return Err(format!(
+                "volume {name:?}: only configMap, secret and emptyDir volumes are supported"
+            ));
+        }
+        mounts.push(Mount {
+            host_path: dir,
+            container_path: path,
+            read_only,
+        });
+    }
+    Ok(mounts)
+}
+
+/// Writes key files (all keys, or the `items` mapping) into `dir`, replacing what was there.
+fn write_files(
+    dir: &Path,
+    pairs: &[(String, String)],
+    items: Option<&Vec<Value>>,
+) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let files: Vec<(PathBuf, &str)> = match items {
+        Some(items) => items
+            .iter()
+            .filter_map(|item| {
+                let key = item["key"].as_str()?;
+                let path = item["path"].as_str()?;
+                let (_, value) = pairs.iter().find(|(k, _)| k == key)?;
+                Some((dir.join(path), value.as_str()))
+            })
+            .collect(),
+        None => pairs
+            .iter()
+            .map(|(k, v)| (dir.join(k), v.as_str()))
+            .collect(),
+    };
+    for (path, value) in files {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(path, value)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities_parse_like_kubernetes() {
+        assert_eq!(parse_bytes("128Mi"), Some(128 << 20));
+        assert_eq!(parse_bytes("1G"), Some(1_000_000_000));
+        assert_eq!(parse_bytes("1.5Gi"), Some(3 << 29));
+        assert_eq!(parse_bytes("4096"), Some(4096));
+        assert_eq!(parse_bytes("lots"), None);
+        assert_eq!(parse_millicores("500m"), Some(500));
+        assert_eq!(parse_millicores("2"), Some(2000));
+        assert_eq!(parse_millicores("0.25"), Some(250));
+    }
+
+    #[test]
+    fn variable_references_expand_to_earlier_values() {
+        let env = vec![("A".to_owned(), "x".to_owned())];
+        assert_eq!(expand("$(A)-$(B)-$$(A)", &env), "x-$(B)-$(A)");
+        assert_eq!(expand("plain", &env), "plain");
+    }
+
+    #[test]
+    fn command_and_args_are_joined() {
+        let c = serde_json::json!({"command": ["run"], "args": ["--fast", "x"]});
+        assert_eq!(args(&c), ["run", "--fast", "x"]);
+    }
+}

@@ -1,0 +1,263 @@
+//! The node's HTTP gateway.
+//!
+//! Every NodePort Service is served on its `nodePort` at the gateway's IP; Ingress rules are
+//! served by host and path on the gateway address itself. Both route to the ready replicas of
+//! the Service, balanced round-robin. A Wasm replica is called in process through its
+//! [`HttpHandler`] (no socket, no copy to another process); a replica without one (a container)
+//! will be reached over its pod IP.
+//!
+//! The routing [`table`] is rebuilt from Services, Ingresses and Pods whenever one of them
+//! changes, and swapped in whole, so the request path only reads an `Arc`.
+
+pub mod table;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use wharf_apiserver::registry::{ListOptions, Registry};
+use wharf_apiserver::resources;
+use wharf_runtime::{Body, HttpHandler};
+
+use crate::table::{Backend, RouteTable};
+
+/// Finds the in-process handlers of a pod (the node agent implements this).
+pub trait Handlers: Send + Sync + 'static {
+    /// The HTTP handlers of a running pod, by container name.
+    fn handlers(&self, pod_uid: &str) -> Vec<(String, Arc<dyn HttpHandler>)>;
+}
+
+/// A running gateway.
+pub struct Gateway {
+    registry: Registry,
+    handlers: Arc<dyn Handlers>,
+    ip: IpAddr,
+    table: RwLock<Arc<RouteTable>>,
+    node_ports: std::sync::Mutex<HashMap<u16, JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("ip", &self.ip)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which listener a request came in on.
+#[derive(Clone, Copy, Debug)]
+enum Entry {
+    /// The gateway address: Ingress rules.
+    Ingress,
+    /// A NodePort listener.
+    NodePort(u16),
+}
+
+impl Gateway {
+    /// A gateway for the node at `ip`.
+    pub fn new(registry: Registry, handlers: Arc<dyn Handlers>, ip: IpAddr) -> Arc<Gateway> {
+        Arc::new(Gateway {
+            registry,
+            handlers,
+            ip,
+            table: RwLock::new(Arc::new(RouteTable::default())),
+            node_ports: std::sync::Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn table(&self) -> Arc<RouteTable> {
+        self.table.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Serves `listener` (the gateway address) and keeps routes and NodePort listeners in
+    /// step with the cluster until `stopping` resolves.
+    pub async fn run(
+        self: Arc<Self>,
+        listener: TcpListener,
+        stopping: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(stopping);
+        let ingress = tokio::spawn(self.clone().serve(listener, Entry::Ingress));
+        let store = self.registry.store().clone();
+        loop {
+            self.rebuild().await;
+            let mut watch = match store.watch("/", store.current_revision()).await {
+                Ok(watch) => watch,
+                Err(error) => {
+                    tracing::warn!(%error, "gateway cannot watch; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            loop {
+                tokio::select! {
+                    () = &mut stopping => {
+                        ingress.abort();
+                        for (_, task) in self.node_ports.lock().unwrap_or_else(|e| e.into_inner()).drain() {
+                            task.abort();
+                        }
+                        return;
+                    }
+                    event = watch.next() => match event {
+                        Some(Ok(event)) => {
+                            if table::is_routing_key(&event.key) {
+                                // Let a burst of changes settle, then rebuild once.
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                                self.rebuild().await;
+                            }
+                        }
+                        _ => break,
+                    },
+                }
+            }
+        }
+    }
+
+    async fn rebuild(self: &Arc<Self>) {
+        let mut lists = Vec::new();
+        for plural in ["services", "pods", "ingresses"] {
+            let resource = resources::RESOURCES
+                .iter()
+                .find(|r| r.plural == plural)
+                .expect("served");
+            match self
+                .registry
+                .list(resource, None, &ListOptions::default())
+                .await
+            {
+                Ok(page) => lists.push(page.items),
+                Err(error) => {
+                    tracing::warn!(%error, "gateway cannot list {plural}");
+                    return;
+                }
+            }
+        }
+        let table = RouteTable::build(&lists[0], &lists[1], &lists[2]);
+        // Open listeners for new NodePorts, close those no longer used.
+        {
+            let mut open = self.node_ports.lock().unwrap_or_else(|e| e.into_inner());
+            open.retain(|port, task| {
+                let keep = table.node_ports.contains_key(port);
+                if !keep {
+                    task.abort();
+                }
+                keep
+            });
+            for port in table.node_ports.keys() {
+                if !open.contains_key(port) {
+                    let address = SocketAddr::new(self.ip, *port);
+                    let gateway = self.clone();
+                    let port = *port;
+                    open.insert(
+                        port,
+                        tokio::spawn(async move {
+                            match TcpListener::bind(address).await {
+                                Ok(listener) => {
+                                    gateway.serve(listener, Entry::NodePort(port)).await
+                                }
+                                Err(error) => {
+                                    tracing::warn!(%address, %error, "cannot open NodePort")
+                                }
+                            }
+                        }),
+                    );
+                }
+            }
+        }
+        *self.table.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(table);
+    }
+
+    async fn serve(self: Arc<Self>, listener: TcpListener, entry: Entry) {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let gateway = self.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |request| {
+                    let gateway = gateway.clone();
+                    async move { Ok::<_, Infallible>(gateway.route(entry, request).await) }
+                });
+                let _ = http1::Builder::new()
+                    .keep_alive(true)
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    }
+
+    async fn route(
+        &self,
+        entry: Entry,
+        request: hyper::Request<Incoming>,
+    ) -> hyper::Response<Body> {
+        let table = self.table();
+        let service = match entry {
+            Entry::NodePort(port) => table.node_ports.get(&port),
+            Entry::Ingress => {
+                let host = request
+                    .headers()
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or("");
+                table.ingress(host, request.uri().path())
+            }
+        };
+        let Some(service) = service else {
+            return text(404, "no Service or Ingress rule matches this request\n");
+        };
+        let Some(backend) = service.pick() else {
+            return text(
+                503,
+                &format!("service {} has no ready endpoints\n", service.name),
+            );
+        };
+        match backend {
+            Backend::Pod { uid, port } => {
+                let handlers = self.handlers.handlers(uid);
+                let handler = handlers
+                    .iter()
+                    .find(|(container, _)| port.as_deref().is_none_or(|p| p == container))
+                    .or(handlers.first())
+                    .map(|(_, h)| h.clone());
+                match handler {
+                    Some(handler) => {
+                        let request =
+                            request.map(|body| body.map_err(std::io::Error::other).boxed_unsync());
+                        handler.handle(request).await
+                    }
+                    None => text(
+                        502,
+                        &format!(
+                            "the endpoint of service {} is not serving HTTP in process on this node\n",
+                            service.name
+                        ),
+                    ),
+                }
+            }
+        }
+    }
+}
+
+fn text(status: u16, message: &str) -> hyper::Response<Body> {
+    hyper::Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(
+            Full::new(Bytes::from(message.to_owned()))
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        )
+        .expect("a valid status and header")
+}

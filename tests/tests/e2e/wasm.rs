@@ -1,0 +1,241 @@
+//! Wasm pods end to end: the samples pushed with `wharf push`, applied with kubectl, run by the
+//! node agent in the in-process wasmtime runtime, served through the gateway's NodePort, with
+//! statuses, restarts and logs as Kubernetes users know them.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use wharf_e2e::{Wharf, run, samples_out, wharf_bin, workspace_root};
+
+fn push(wharf: &Wharf, file: &str, name: &str) {
+    run(Command::new(wharf_bin())
+        .env("KUBECONFIG", wharf.kubeconfig())
+        .arg("push")
+        .arg(samples_out().join(file))
+        .args(["--name", name]))
+    .unwrap();
+}
+
+fn kubectl_json(wharf: &Wharf, args: &[&str]) -> Value {
+    let out = run(wharf.kubectl().args(args).args(["-o", "json"])).unwrap();
+    serde_json::from_str(&out).unwrap()
+}
+
+fn eventually<T>(what: &str, seconds: u64, mut check: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(seconds),
+            "{what} did not happen within {seconds} s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn apply(wharf: &Wharf, yaml: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("m.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    run(wharf.kubectl().args(["apply", "-f"]).arg(&file)).unwrap();
+}
+
+/// A blocking HTTP GET (these tests are synchronous): status and body, `None` if unreachable.
+fn get(url: &str) -> Option<(u16, String)> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    runtime.block_on(async {
+        let response = reqwest::Client::new()
+            .get(url)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .ok()?;
+        let status = response.status().as_u16();
+        Some((status, response.text().await.ok()?))
+    })
+}
+
+#[test]
+fn the_hello_http_sample_applied_with_kubectl_answers_through_the_gateway() {
+    let dir = tempfile::tempdir().unwrap();
+    let wharf = Wharf::start_isolated(&dir.path().join("data")).unwrap();
+    push(&wharf, "hello-http.wasm", "hello-http:latest");
+    run(wharf
+        .kubectl()
+        .args(["apply", "-f"])
+        .arg(workspace_root().join("samples/hello-http")))
+    .unwrap();
+    let url = format!("http://{}:30080", wharf.gateway_ip);
+    let pods = eventually("3 Running hello-http pods", 60, || {
+        let list = kubectl_json(&wharf, &["get", "pods", "-l", "app=hello-http"]);
+        let pods = list["items"].as_array()?.clone();
+        let running = pods
+            .iter()
+            .filter(|p| p["status"]["phase"] == "Running" && p["spec"]["nodeName"].is_string())
+            .count();
+        (pods.len() == 3 && running == 3).then_some(pods)
+    });
+    let (status, body) = eventually("a 200 through the NodePort", 30, || {
+        get(&format!("{url}/")).filter(|(s, _)| *s == 200)
+    });
+    assert_eq!(status, 200);
+    assert!(body.contains("Hello from Wharf!"), "{body}");
+    // Requests are balanced over the replicas: every pod's log shows some.
+    for _ in 0..30 {
+        assert_eq!(get(&format!("{url}/")).unwrap().0, 200);
+    }
+    for pod in &pods {
+        let name = pod["metadata"]["name"].as_str().unwrap();
+        let logs = run(wharf.kubectl().args(["logs", name])).unwrap();
+        assert!(logs.contains("hello-http: GET / -> 200"), "{name}: {logs}");
+    }
+    // A panic fails its own request only.
+    assert_eq!(get(&format!("{url}/panic")).unwrap().0, 500);
+    assert_eq!(get(&format!("{url}/")).unwrap().0, 200);
+    assert_eq!(get(&format!("{url}/status/418")).unwrap().0, 418);
+    // Deleting the Deployment stops its pods; the Service has no endpoint left.
+    run(wharf.kubectl().args(["delete", "deployment", "hello-http"])).unwrap();
+    eventually("the pods to go", 60, || {
+        let list = kubectl_json(&wharf, &["get", "pods", "-l", "app=hello-http"]);
+        list["items"].as_array()?.is_empty().then_some(())
+    });
+    assert_eq!(get(&format!("{url}/")).unwrap().0, 503);
+}
+
+fn job(name: &str, image: &str, policy: &str, exit_code: u8) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  restartPolicy: {policy}\n  runtimeClassName: wasmtime\n  containers:\n  - name: job\n    image: {image}\n    args: [\"one\", \"two\"]\n    env: [{{name: EXIT_CODE, value: \"{exit_code}\"}}]\n"
+    )
+}
+
+fn pod_status(wharf: &Wharf, name: &str) -> Value {
+    kubectl_json(wharf, &["get", "pod", name])["status"].clone()
+}
+
+#[test]
+fn job_pods_succeed_fail_with_the_guest_exit_code_and_restart_with_backoff() {
+    let dir = tempfile::tempdir().unwrap();
+    let wharf = Wharf::start_isolated(&dir.path().join("data")).unwrap();
+    push(&wharf, "hello-job.wasm", "hello-job:latest");
+    push(&wharf, "hello-job-p1.wasm", "hello-job-p1:latest");
+    apply(&wharf, &job("ok", "hello-job:latest", "Never", 0));
+    apply(&wharf, &job("ok-p1", "hello-job-p1:latest", "Never", 0));
+    apply(&wharf, &job("fails", "hello-job:latest", "Never", 3));
+    apply(&wharf, &job("retries", "hello-job:latest", "OnFailure", 2));
+    for name in ["ok", "ok-p1"] {
+        eventually(&format!("pod {name} to succeed"), 60, || {
+            (pod_status(&wharf, name)["phase"] == "Succeeded").then_some(())
+        });
+    }
+    let logs = run(wharf.kubectl().args(["logs", "ok"])).unwrap();
+    assert!(
+        logs.contains("hello-job:") && logs.contains("one"),
+        "{logs}"
+    );
+    let failed = eventually("pod fails to fail", 60, || {
+        let status = pod_status(&wharf, "fails");
+        (status["phase"] == "Failed").then_some(status)
+    });
+    let terminated = &failed["containerStatuses"][0]["state"]["terminated"];
+    assert_eq!(terminated["exitCode"], 3, "{failed}");
+    assert_eq!(terminated["reason"], "Error");
+    // OnFailure: restarted after a CrashLoopBackOff wait, restartCount counts up.
+    let waiting = eventually("a CrashLoopBackOff wait", 60, || {
+        let status = pod_status(&wharf, "retries");
+        let container = status["containerStatuses"][0].clone();
+        (container["state"]["waiting"]["reason"] == "CrashLoopBackOff").then_some(container)
+    });
+    assert_eq!(
+        waiting["lastState"]["terminated"]["exitCode"], 2,
+        "{waiting}"
+    );
+    eventually("a restart after the backoff", 40, || {
+        let status = pod_status(&wharf, "retries");
+        (status["containerStatuses"][0]["restartCount"].as_u64()? >= 2).then_some(())
+    });
+    let previous = run(wharf.kubectl().args(["logs", "retries", "--previous"])).unwrap();
+    assert!(previous.contains("exiting with code 2"), "{previous}");
+}
+
+#[test]
+fn bad_images_and_unavailable_runtimes_show_clear_reasons_on_the_pod() {
+    let dir = tempfile::tempdir().unwrap();
+    let wharf = Wharf::start_isolated(&dir.path().join("data")).unwrap();
+    apply(&wharf, &job("missing", "never-pushed:1", "Never", 0));
+    let waiting = eventually("ErrImagePull", 30, || {
+        let state =
+            pod_status(&wharf, "missing")["containerStatuses"][0]["state"]["waiting"].clone();
+        (state["reason"] == "ErrImagePull").then_some(state)
+    });
+    assert!(
+        waiting["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("wharf push"),
+        "{waiting}"
+    );
+    apply(
+        &wharf,
+        &job("container", "docker.io/library/nginx:1", "Never", 0).replace("wasmtime", "runc"),
+    );
+    let waiting = eventually("RuntimeUnavailable", 30, || {
+        let state =
+            pod_status(&wharf, "container")["containerStatuses"][0]["state"]["waiting"].clone();
+        (state["reason"] == "RuntimeUnavailable").then_some(state)
+    });
+    assert!(
+        waiting["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("containerd"),
+        "{waiting}"
+    );
+    // Something that is not Wasm is refused at push, with a clear message.
+    let junk = dir.path().join("junk.wasm");
+    std::fs::write(&junk, b"#!/bin/sh\necho not wasm\n").unwrap();
+    let refused = Command::new(wharf_bin())
+        .env("KUBECONFIG", wharf.kubeconfig())
+        .arg("push")
+        .arg(&junk)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("not a WebAssembly module or component"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn wharf_deploy_pushes_a_function_and_prints_a_url_that_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let wharf = Wharf::start_isolated(&dir.path().join("data")).unwrap();
+    let out = run(Command::new(wharf_bin())
+        .env("KUBECONFIG", wharf.kubeconfig())
+        .arg("deploy")
+        .arg(samples_out().join("hello-http.wasm"))
+        .args(["--name", "greeter"]))
+    .unwrap();
+    let url = out
+        .lines()
+        .find_map(|l| l.split("curl ").nth(1))
+        .unwrap_or_else(|| panic!("no URL in {out}"))
+        .trim()
+        .to_owned();
+    assert!(
+        url.starts_with(&format!("http://{}:", wharf.gateway_ip)),
+        "{url}"
+    );
+    let (status, body) = eventually("the deployed function to answer", 60, || {
+        get(&url).filter(|(s, _)| *s == 200)
+    });
+    assert_eq!(status, 200);
+    assert!(body.contains("Hello from Wharf!"), "{body}");
+}
