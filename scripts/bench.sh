@@ -1,50 +1,77 @@
 #!/usr/bin/env bash
-# Control-plane benchmarks: Wharf (release build) next to a single-node etcd on the same machine,
-# in one run, with the same client load. Prints one table and appends it, with the date, the
-# machine and the versions, to BENCHMARKS.md. Traffic stays on loopback.
+# Benchmarks, side by side with the peer in one run, printed as one table and appended (with the
+# date, machine and versions) to BENCHMARKS.md:
+#   - control plane: durable creates and watch delivery, Wharf next to a single-node etcd;
+#   - Wasm: hello-http through Wharf's gateway next to `wasmtime serve` (same component, same
+#     wrk load), pod create→Running, first request, density.
+# It installs what it needs (etcd-server and wrk from Debian, the wasmtime 48.0.8 CLI with cargo,
+# cached under $WHARF_TOOLS). Traffic stays on loopback.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+TOOLS=${WHARF_TOOLS:-$HOME/.cache/wharf-tools}
+WASMTIME="$TOOLS/wasmtime-48.0.8/bin/wasmtime"
 
-if ! command -v etcd >/dev/null; then
-  echo "bench: installing Debian etcd-server (the reference)" >&2
+missing=()
+command -v etcd >/dev/null || missing+=(etcd-server)
+command -v wrk >/dev/null || missing+=(wrk)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "bench: installing Debian ${missing[*]}" >&2
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq etcd-server >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if [ ! -x "$WASMTIME" ]; then
+  echo "bench: building the wasmtime 48.0.8 CLI once (about 20 minutes), cached in $TOOLS" >&2
+  cargo install wasmtime-cli --version 48.0.8 --locked --root "$TOOLS/wasmtime-48.0.8" >&2
 fi
 
-cargo build --release --bin wharf -p wharf --bin wharf-bench -p wharf-e2e >&2
+scripts/build-samples.sh >&2
+cargo build --release --bin wharf -p wharf --bin wharf-bench --bin wharf-bench-wasm -p wharf-e2e >&2
 
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() { for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+free_port() { python3 -c 'import socket,sys;s=socket.socket();s.bind((sys.argv[1],0));print(s.getsockname()[1])' "${1:-127.0.0.1}"; }
+wait_http() { for _ in $(seq 1 150); do curl -sf "$1" >/dev/null 2>&1 && return 0; sleep 0.2; done; echo "bench: $1 did not come up" >&2; return 1; }
 
+# Control plane: Wharf and etcd.
 ETCD_PORT=$(free_port); ETCD_PEER=$(free_port)
 etcd --name bench --data-dir "$WORK/etcd" \
   --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
   --listen-peer-urls "http://127.0.0.1:$ETCD_PEER" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER" \
   --initial-cluster "bench=http://127.0.0.1:$ETCD_PEER" >"$WORK/etcd.log" 2>&1 &
 PIDS+=($!)
-
 API_PORT=$(free_port); GW_PORT=$(free_port)
 target/release/wharf up --data-dir "$WORK/wharf" --api-addr "127.0.0.1:$API_PORT" \
   --gateway-addr "127.0.0.1:$GW_PORT" --containerd off >"$WORK/wharf.log" 2>&1 &
 PIDS+=($!)
-
-for _ in $(seq 1 100); do
-  curl -sf "http://127.0.0.1:$API_PORT/readyz" >/dev/null 2>&1 && curl -sf "http://127.0.0.1:$ETCD_PORT/health" >/dev/null 2>&1 && break
-  sleep 0.2
-done
+wait_http "http://127.0.0.1:$API_PORT/readyz"; wait_http "http://127.0.0.1:$ETCD_PORT/health"
 
 TABLE="$WORK/table.md"
-target/release/wharf-bench --wharf "http://127.0.0.1:$API_PORT" --etcd "http://127.0.0.1:$ETCD_PORT" "$@" | tee "$TABLE"
+{
+  echo "| measurement | Wharf | peer (same machine, same run) | ratio |"
+  echo "|---|---|---|---|"
+} | tee "$TABLE"
+target/release/wharf-bench --wharf "http://127.0.0.1:$API_PORT" --etcd "http://127.0.0.1:$ETCD_PORT" | tee -a "$TABLE"
+
+# Wasm: a fresh Wharf with its gateway on 127.0.0.2, next to wasmtime serve.
+SERVE_PORT=$(free_port)
+"$WASMTIME" serve -Scli --addr "127.0.0.1:$SERVE_PORT" samples/out/hello-http.wasm >"$WORK/serve.log" 2>&1 &
+PIDS+=($!)
+API2=$(free_port); GW2=$(free_port 127.0.0.2)
+target/release/wharf up --data-dir "$WORK/wharf-wasm" --api-addr "127.0.0.1:$API2" \
+  --gateway-addr "127.0.0.2:$GW2" --containerd off >"$WORK/wharf-wasm.log" 2>&1 &
+WHARF2=$!; PIDS+=($WHARF2)
+wait_http "http://127.0.0.1:$API2/readyz"; wait_http "http://127.0.0.1:$SERVE_PORT/"
+target/release/wharf-bench-wasm --wharf "http://127.0.0.1:$API2" --gateway-ip 127.0.0.2 --wharf-pid "$WHARF2" \
+  --wasmtime-serve "http://127.0.0.1:$SERVE_PORT" --component samples/out/hello-http.wasm "$@" | tee -a "$TABLE"
 
 {
   echo
   echo "## $(date -u +%Y-%m-%d) — $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
   echo
-  echo "Machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r); $(rustc --version); etcd $(etcd --version | awk '/etcd Version/{print $3}'). Client and servers share the machine."
+  echo "Machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r); $(rustc --version); etcd $(etcd --version | awk '/etcd Version/{print $3}'); $("$WASMTIME" --version); wrk $(wrk --version 2>&1 | head -1 | awk '{print $2}'). Load generators and servers share the machine."
   echo
   cat "$TABLE"
 } >> BENCHMARKS.md

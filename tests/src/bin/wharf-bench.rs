@@ -275,8 +275,6 @@ async fn main() -> Result<()> {
     let duration = Duration::from_secs(args.seconds);
     ensure_namespace(&args.wharf, "bench").await?;
     ensure_namespace(&args.wharf, "bench-watch").await?;
-    println!("| measurement | Wharf | etcd 3.4 (same load) | ratio Wharf/etcd |");
-    println!("|---|---|---|---|");
     for (round, clients) in args.clients.iter().copied().enumerate() {
         let wharf = wharf_creates(&args.wharf, clients, duration, round).await?;
         let etcd = match &args.etcd {
@@ -285,7 +283,7 @@ async fn main() -> Result<()> {
         };
         let (etcd_rate, etcd_lat, ratio) = match &etcd {
             Some(e) => (
-                format!("{:.0}/s", e.rate()),
+                format!("etcd 3.4: {:.0}/s", e.rate()),
                 format!(
                     "p50 {} ms, p99 {} ms",
                     ms(percentile(&e.latencies, 0.5)),

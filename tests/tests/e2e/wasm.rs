@@ -239,3 +239,105 @@ fn wharf_deploy_pushes_a_function_and_prints_a_url_that_answers() {
     assert_eq!(status, 200);
     assert!(body.contains("Hello from Wharf!"), "{body}");
 }
+
+/// A blocking GET with a Host header.
+fn get_with_host(url: &str, host: &str) -> Option<(u16, String)> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    runtime.block_on(async {
+        let response = reqwest::Client::new()
+            .get(url)
+            .header("host", host)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .ok()?;
+        let status = response.status().as_u16();
+        Some((status, response.text().await.ok()?))
+    })
+}
+
+fn function(name: &str, greeting: &str, outgoing: &str) -> String {
+    format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata:
+      labels: {{app: {name}}}
+      annotations: {{wharf.dev/outgoing-http: {outgoing}}}
+    spec:
+      runtimeClassName: wasmtime
+      containers:
+      - name: web
+        image: hello-http:latest
+        ports: [{{containerPort: 8080}}]
+        env: [{{name: GREETING, value: {greeting}}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: {name}}}
+spec:
+  selector: {{app: {name}}}
+  ports: [{{port: 80, targetPort: 8080}}]
+"
+    )
+}
+
+#[test]
+fn ingress_routes_by_host_and_path_and_outgoing_http_follows_the_pod_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let wharf = Wharf::start_isolated(&dir.path().join("data")).unwrap();
+    push(&wharf, "hello-http.wasm", "hello-http:latest");
+    apply(&wharf, &function("shop", "from-shop", "allow"));
+    apply(&wharf, &function("api", "from-api", "deny"));
+    apply(
+        &wharf,
+        "apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: routes}
+spec:
+  rules:
+  - host: shop.example
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: shop, port: {number: 80}}}}
+      - {path: /env, pathType: Prefix, backend: {service: {name: api, port: {number: 80}}}}
+  - host: api.example
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: api, port: {number: 80}}}}
+",
+    );
+    let base = format!("http://{}:{}", wharf.gateway_ip, wharf.gateway_port);
+    let (_, body) = eventually("the shop function behind the Ingress", 60, || {
+        get_with_host(&format!("{base}/"), "shop.example").filter(|(s, _)| *s == 200)
+    });
+    assert!(body.contains("from-shop"), "{body}");
+    // The longest matching path wins: /env goes to the api function.
+    let (_, body) = eventually("the api function behind the Ingress", 60, || {
+        get_with_host(&format!("{base}/env/GREETING"), "shop.example").filter(|(s, _)| *s == 200)
+    });
+    assert_eq!(body, "from-api");
+    assert_eq!(
+        get_with_host(&format!("{base}/"), "other.example")
+            .unwrap()
+            .0,
+        404
+    );
+
+    // Outgoing HTTP: allowed for shop (it reaches the API server's /healthz), denied for api.
+    let target = format!("{}/healthz", wharf.url());
+    let (status, body) =
+        get_with_host(&format!("{base}/fetch?url={target}"), "shop.example").unwrap();
+    assert_eq!((status, body.as_str()), (200, "ok"));
+    let (status, body) =
+        get_with_host(&format!("{base}/fetch?url={target}"), "api.example").unwrap();
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("fetching"), "{body}");
+}
