@@ -9,8 +9,9 @@ TOOLS=${WHARF_TOOLS:-$HOME/.cache/wharf-tools}
 say() { echo "setup: $*" >&2; }
 
 # Debian packages. protobuf-compiler is for containerd-client's build; python3-venv for the
-# test clients; curl for the scripts.
-PACKAGES=(protobuf-compiler python3-venv curl ca-certificates)
+# test clients; curl for the scripts; docker-registry is the local OCI registry the tests pull
+# Wasm artifacts from.
+PACKAGES=(protobuf-compiler python3-venv curl ca-certificates docker-registry)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

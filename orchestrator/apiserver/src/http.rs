@@ -325,8 +325,17 @@ async fn handle(
             if scale {
                 // A scale patch addresses the Scale object, then writes like a PUT of it.
                 let current = registry.get(resource, namespace, name).await?;
-                let requested =
+                let mut requested =
                     crate::registry::apply_patch(&scale_of(&current), patch_type, &patch)?;
+                // Only preconditions the client wrote count: the view's own resourceVersion
+                // would turn every concurrent status write into a conflict.
+                for field in ["resourceVersion", "uid"] {
+                    if patch.pointer(&format!("/metadata/{field}")).is_none()
+                        && let Some(metadata) = requested["metadata"].as_object_mut()
+                    {
+                        metadata.remove(field);
+                    }
+                }
                 return write_scale(
                     server,
                     resource,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use tokio::task::JoinHandle;
-use wharf_agent::images::ControlPlaneImages;
+use wharf_agent::images::WasmImages;
 use wharf_agent::{Agent, AgentConfig};
 use wharf_apiserver::ApiServer;
 use wharf_apiserver::artifacts::ArtifactStore;
@@ -61,7 +61,7 @@ pub async fn start(
             cache_dir: node_dir.join("wasm-cache"),
             max_instances: 1000,
         },
-        Arc::new(ControlPlaneImages::new(artifacts)),
+        Arc::new(WasmImages::new(artifacts, args.insecure_registries.clone())),
     )
     .map_err(|e| anyhow::anyhow!("cannot start the wasmtime runtime: {e}"))?;
 

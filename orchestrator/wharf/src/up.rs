@@ -34,6 +34,9 @@ pub struct ServeArgs {
     /// The name of this node (default: the host name).
     #[arg(long)]
     pub node_name: Option<String>,
+    /// Registries (HOST:PORT) to pull from over plain HTTP; loopback registries always are.
+    #[arg(long = "insecure-registry")]
+    pub insecure_registries: Vec<String>,
 }
 
 /// Which components run in this process.

@@ -39,8 +39,8 @@ struct Args {
     /// Pods for the create→Running measurement.
     #[arg(long, default_value_t = 50)]
     pods: usize,
-    /// Distinct functions for the density measurement.
-    #[arg(long, default_value_t = 100)]
+    /// Distinct functions for the density measurement (at most 2,600: one NodePort each).
+    #[arg(long, default_value_t = 1000)]
     functions: usize,
 }
 
@@ -235,7 +235,7 @@ async fn main() -> Result<()> {
         )
         .await?;
     }
-    let mut service_object = service("bench-http", 31000);
+    let mut service_object = service("bench-http", 30001);
     service_object["spec"]["selector"] = json!({"bench": "http"});
     for i in 0..2 {
         let patch = json!({"metadata": {"labels": {"bench": "http"}}});
@@ -256,7 +256,7 @@ async fn main() -> Result<()> {
         Some(service_object),
     )
     .await?;
-    let gateway_url = format!("http://{}:31000/", args.gateway_ip);
+    let gateway_url = format!("http://{}:30001/", args.gateway_ip);
     for _ in 0..100 {
         if reqwest::get(&gateway_url)
             .await
@@ -328,11 +328,11 @@ async fn main() -> Result<()> {
     api.send(
         reqwest::Method::POST,
         "/api/v1/namespaces/default/services",
-        Some(service("bench-first", 31001)),
+        Some(service("bench-first", 30002)),
     )
     .await?;
     wait_running(&api, "bench-first", Duration::from_secs(60)).await?;
-    let first_url = format!("http://{}:31001/", args.gateway_ip);
+    let first_url = format!("http://{}:30002/", args.gateway_ip);
     let mut first = None;
     let deadline = Instant::now() + Duration::from_secs(10);
     while first.is_none() && Instant::now() < deadline {
@@ -369,7 +369,7 @@ async fn main() -> Result<()> {
         api.send(
             reqwest::Method::POST,
             "/api/v1/namespaces/default/services",
-            Some(service(&name, 32000 + i as u16)),
+            Some(service(&name, 30100 + i as u16)),
         )
         .await?;
     }
@@ -380,7 +380,7 @@ async fn main() -> Result<()> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut answering = 0;
     for i in 0..args.functions {
-        let url = format!("http://{}:{}/", args.gateway_ip, 32000 + i);
+        let url = format!("http://{}:{}/", args.gateway_ip, 30100 + i);
         if reqwest::get(&url)
             .await
             .is_ok_and(|r| r.status().is_success())

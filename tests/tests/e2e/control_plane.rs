@@ -212,14 +212,24 @@ async fn bad_input_over_a_real_socket_gets_status_errors_and_writes_nothing() {
     let wharf = Wharf::start(&dir.path().join("data")).unwrap();
     let http = reqwest::Client::new();
     let base = format!("{}/api/v1/namespaces/default/configmaps", wharf.url());
-    let revision = || async {
+    // The ConfigMaps with their resourceVersions: a rejected request must change none of them.
+    // (The global revision moves on anyway: the node agent renews its Lease.)
+    let configmaps = || async {
         let list: Value = http.get(&base).send().await.unwrap().json().await.unwrap();
-        list["metadata"]["resourceVersion"]
-            .as_str()
+        list["items"]
+            .as_array()
             .unwrap()
-            .to_owned()
+            .iter()
+            .map(|item| {
+                format!(
+                    "{}@{}",
+                    item["metadata"]["name"].as_str().unwrap(),
+                    item["metadata"]["resourceVersion"].as_str().unwrap()
+                )
+            })
+            .collect::<Vec<_>>()
     };
-    let before = revision().await;
+    let before = configmaps().await;
     let huge = format!(
         "{{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{{\"name\":\"big\"}},\"data\":{{\"x\":\"{}\"}}}}",
         "a".repeat(4 * 1024 * 1024)
@@ -286,7 +296,7 @@ async fn bad_input_over_a_real_socket_gets_status_errors_and_writes_nothing() {
         .unwrap();
     assert_eq!(unknown.status().as_u16(), 404);
     assert_eq!(
-        revision().await,
+        configmaps().await,
         before,
         "a rejected request wrote something"
     );

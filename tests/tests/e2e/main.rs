@@ -5,4 +5,5 @@ mod cascade;
 mod control_plane;
 mod crash;
 mod full_disk;
+mod oci;
 mod wasm;

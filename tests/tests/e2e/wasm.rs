@@ -87,7 +87,7 @@ fn the_hello_http_sample_applied_with_kubectl_answers_through_the_gateway() {
     assert_eq!(status, 200);
     assert!(body.contains("Hello from Wharf!"), "{body}");
     // Requests are balanced over the replicas: every pod's log shows some.
-    for _ in 0..30 {
+    for _ in 0..60 {
         assert_eq!(get(&format!("{url}/")).unwrap().0, 200);
     }
     for pod in &pods {
@@ -105,7 +105,10 @@ fn the_hello_http_sample_applied_with_kubectl_answers_through_the_gateway() {
         let list = kubectl_json(&wharf, &["get", "pods", "-l", "app=hello-http"]);
         list["items"].as_array()?.is_empty().then_some(())
     });
-    assert_eq!(get(&format!("{url}/")).unwrap().0, 503);
+    // The gateway drops the endpoints as soon as it sees the pods go.
+    eventually("503 from a Service without endpoints", 10, || {
+        (get(&format!("{url}/"))?.0 == 503).then_some(())
+    });
 }
 
 fn job(name: &str, image: &str, policy: &str, exit_code: u8) -> String {
