@@ -95,6 +95,28 @@ fn the_hello_http_sample_applied_with_kubectl_answers_through_the_gateway() {
         let logs = run(wharf.kubectl().args(["logs", name])).unwrap();
         assert!(logs.contains("hello-http: GET / -> 200"), "{name}: {logs}");
     }
+    // kubectl logs -f streams new lines; kubectl logs deploy/NAME picks a pod of it.
+    let first = pods[0]["metadata"]["name"].as_str().unwrap().to_owned();
+    let mut follow = wharf
+        .kubectl()
+        .args(["logs", "-f", &first])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    for _ in 0..9 {
+        get(&format!("{url}/status/202"));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = follow.kill();
+    let streamed = follow.wait_with_output().unwrap();
+    let streamed = String::from_utf8_lossy(&streamed.stdout);
+    assert!(streamed.contains("GET /status/202 -> 202"), "{streamed}");
+    let by_deployment = run(wharf
+        .kubectl()
+        .args(["logs", "deploy/hello-http", "--tail=1"]))
+    .unwrap();
+    assert_eq!(by_deployment.lines().count(), 1, "{by_deployment}");
     // A panic fails its own request only.
     assert_eq!(get(&format!("{url}/panic")).unwrap().0, 500);
     assert_eq!(get(&format!("{url}/")).unwrap().0, 200);
