@@ -277,8 +277,12 @@ impl Registry {
             None
         };
         if meta_str(&object, "name").is_none_or(str::is_empty)
-            && let Some(prefix) = meta_str(&object, "generateName").map(str::to_owned)
+            && let Some(mut prefix) = meta_str(&object, "generateName").map(str::to_owned)
         {
+            // Kubernetes keeps generated names within 63 characters: the prefix is cut to 58.
+            while prefix.len() > 58 {
+                prefix.pop();
+            }
             let suffix = wharf_apimachinery::validation::generate_name_suffix(random_seed());
             set_meta(&mut object, "name", json!(format!("{prefix}{suffix}")));
         }
@@ -645,6 +649,9 @@ impl Registry {
         }
         set_meta(&mut next, "resourceVersion", Value::Null);
         let mut next = self.admit(resource, next, &name)?;
+        if resource.kind == "Pod" && part == Part::Main {
+            check_pod_spec_update(resource, &name, current, &next)?;
+        }
         if current.pointer("/metadata/deletionTimestamp").is_some() {
             let added: Vec<String> = finalizers(&next)
                 .into_iter()
@@ -926,6 +933,50 @@ fn set_pod_condition(pod: &mut Value, condition_type: &str, status: &str) {
             "lastTransitionTime": now_rfc3339(),
         })),
     }
+}
+
+/// A pod's spec is fixed once created, except for the fields Kubernetes lets change: container
+/// images, `activeDeadlineSeconds`, `tolerations` and `terminationGracePeriodSeconds`. (The
+/// node is set through `pods/binding`, which does not come through here.)
+fn check_pod_spec_update(
+    resource: &Resource,
+    name: &str,
+    current: &Value,
+    next: &Value,
+) -> Result<(), ApiError> {
+    let fixed_part = |pod: &Value| {
+        let mut spec = pod.get("spec").cloned().unwrap_or_default();
+        if let Some(map) = spec.as_object_mut() {
+            for field in [
+                "activeDeadlineSeconds",
+                "tolerations",
+                "terminationGracePeriodSeconds",
+            ] {
+                map.remove(field);
+            }
+            for list in ["containers", "initContainers"] {
+                if let Some(containers) = map.get_mut(list).and_then(Value::as_array_mut) {
+                    for container in containers {
+                        if let Some(c) = container.as_object_mut() {
+                            c.remove("image");
+                        }
+                    }
+                }
+            }
+        }
+        spec
+    };
+    if fixed_part(current) == fixed_part(next) {
+        return Ok(());
+    }
+    Err(ApiError::Invalid(
+        Subject::new(resource, name),
+        vec![Cause {
+            reason: "FieldValueForbidden",
+            field: "spec".into(),
+            message: "Forbidden: pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds`".into(),
+        }],
+    ))
 }
 
 /// What holds an object back from removal once it is being deleted: `metadata.finalizers`, and

@@ -15,6 +15,7 @@ mod errors;
 mod finalizers;
 mod lists;
 mod patches;
+mod pods;
 mod support;
 mod tables;
 mod uid_preconditions;
