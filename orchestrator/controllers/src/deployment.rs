@@ -36,7 +36,7 @@
 //! ReplicaSet that is not this template's, `status.collisionCount` is bumped, which changes
 //! the hash for the next pass.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::future::Future;
 use std::time::Duration;
@@ -54,8 +54,8 @@ use wharf_apiserver::resources::{self, Resource};
 use wharf_apiserver::{ApiError, meta};
 
 use crate::{
-    ObjectKey, PassOutcome, Selector, controller_reference, controller_uid, drive, is_deleting,
-    list_typed,
+    ObjectKey, PassOutcome, Selector, controller_reference, controller_uid, drive,
+    group_by_controller, is_deleting, list_typed, sort_oldest_first,
 };
 
 /// The label that ties a ReplicaSet and its pods to one pod template.
@@ -869,23 +869,8 @@ pub async fn pass(
     let all_sets: Vec<ReplicaSet> =
         list_typed(registry, replica_sets(), namespaces.as_ref()).await?;
     // Older Deployments get the first chance to adopt a ReplicaSet that several would match.
-    all_deployments.sort_by(|a, b| {
-        a.metadata
-            .creation_timestamp
-            .cmp(&b.metadata.creation_timestamp)
-            .then_with(|| a.metadata.name.cmp(&b.metadata.name))
-    });
-    let mut owned: HashMap<String, Vec<ReplicaSet>> = HashMap::new();
-    let mut orphans: HashMap<String, Vec<ReplicaSet>> = HashMap::new();
-    for rs in all_sets {
-        match controller_uid(&rs.metadata) {
-            Some(uid) => owned.entry(uid.to_owned()).or_default().push(rs),
-            None => orphans
-                .entry(rs.metadata.namespace.clone().unwrap_or_default())
-                .or_default()
-                .push(rs),
-        }
-    }
+    sort_oldest_first(&mut all_deployments);
+    let (owned, mut orphans) = group_by_controller(all_sets);
     let mut outcome = PassOutcome::default();
     for deployment in &all_deployments {
         let uid = deployment.metadata.uid.clone().unwrap_or_default();

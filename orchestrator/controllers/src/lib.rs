@@ -76,6 +76,42 @@ pub fn controller_reference(
     })
 }
 
+/// Orders owners oldest first (ties by name), so that an orphan several of them select is
+/// adopted by the oldest, as Kubernetes' controllers do.
+pub fn sort_oldest_first<T: k8s_openapi::Metadata<Ty = ObjectMeta>>(owners: &mut [T]) {
+    owners.sort_by(|a, b| {
+        let (a, b) = (a.metadata(), b.metadata());
+        a.creation_timestamp
+            .cmp(&b.creation_timestamp)
+            .then_with(|| a.name.cmp(&b.name))
+    });
+}
+
+/// Children grouped by the uid of their controller, and the orphans (no controller) by
+/// namespace.
+pub type ByController<T> = (
+    std::collections::HashMap<String, Vec<T>>,
+    std::collections::HashMap<String, Vec<T>>,
+);
+
+/// Splits children into those a controller owns (by its uid) and orphans (by namespace).
+pub fn group_by_controller<T: k8s_openapi::Metadata<Ty = ObjectMeta>>(
+    children: Vec<T>,
+) -> ByController<T> {
+    let mut owned: std::collections::HashMap<String, Vec<T>> = std::collections::HashMap::new();
+    let mut orphans: std::collections::HashMap<String, Vec<T>> = std::collections::HashMap::new();
+    for child in children {
+        match controller_uid(child.metadata()) {
+            Some(uid) => owned.entry(uid.to_owned()).or_default().push(child),
+            None => orphans
+                .entry(child.metadata().namespace.clone().unwrap_or_default())
+                .or_default()
+                .push(child),
+        }
+    }
+    (owned, orphans)
+}
+
 /// The uid of the object's controller (the owner reference with `controller: true`), if any.
 pub fn controller_uid(metadata: &ObjectMeta) -> Option<&str> {
     metadata

@@ -28,7 +28,7 @@
 //! adopted twice); a write that fails because its target changed is redone by the next pass.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::time::Duration;
 
@@ -42,8 +42,8 @@ use wharf_apiserver::resources::{self, Resource};
 use wharf_apiserver::{ApiError, meta};
 
 use crate::{
-    ObjectKey, PassOutcome, Selector, controller_reference, controller_uid, drive, is_deleting,
-    list_typed,
+    ObjectKey, PassOutcome, Selector, controller_reference, controller_uid, drive,
+    group_by_controller, is_deleting, list_typed, sort_oldest_first,
 };
 
 /// The most pods one pass creates or deletes for one ReplicaSet (Kubernetes'
@@ -356,23 +356,8 @@ pub async fn pass(
         list_typed(registry, replica_sets(), namespaces.as_ref()).await?;
     let all_pods: Vec<Pod> = list_typed(registry, pods(), namespaces.as_ref()).await?;
     // Older ReplicaSets get the first chance to adopt an orphan that several would match.
-    sets.sort_by(|a, b| {
-        let created = |rs: &ReplicaSet| rs.metadata.creation_timestamp.clone();
-        created(a)
-            .cmp(&created(b))
-            .then_with(|| a.metadata.name.cmp(&b.metadata.name))
-    });
-    let mut owned: HashMap<String, Vec<Pod>> = HashMap::new();
-    let mut orphans: HashMap<String, Vec<Pod>> = HashMap::new();
-    for pod in all_pods {
-        match controller_uid(&pod.metadata) {
-            Some(uid) => owned.entry(uid.to_owned()).or_default().push(pod),
-            None => orphans
-                .entry(pod.metadata.namespace.clone().unwrap_or_default())
-                .or_default()
-                .push(pod),
-        }
-    }
+    sort_oldest_first(&mut sets);
+    let (owned, mut orphans) = group_by_controller(all_pods);
     let mut outcome = PassOutcome::default();
     for rs in &sets {
         let uid = rs.metadata.uid.clone().unwrap_or_default();
