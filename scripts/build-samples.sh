@@ -5,6 +5,8 @@
 #   samples/out/hello-job-p1.wasm _start command core module             (wasm32-wasip1)
 #   samples/out/hello-container.tar  the hello-http protocol as a native service, an OCI image
 #                                    archive (x86_64-unknown-linux-musl, static)
+#   samples/out/hello-job-container.tar  hello-job as a native program in an OCI image archive
+#                                    (the containerd runtime's conformance fixture)
 # Idempotent: installs the two rustup targets only if missing, cargo rebuilds only what
 # changed, and an artifact in out/ is only replaced when its bytes changed.
 # The guest crates are their own Cargo workspace (samples/Cargo.toml, with ../sdk) and build
@@ -52,3 +54,10 @@ copy target/wasm32-wasip1/release/hello-job.wasm "$OUT/hello-job-p1.wasm" module
 python3 "$ROOT/scripts/oci-pack.py" target/x86_64-unknown-linux-musl/release/hello-container \
   "$OUT/hello-container.tar" hello-container:latest --port 8080
 say "$(printf '%-28s %8d bytes  %s' "samples/out/hello-container.tar" "$(stat -c %s "$OUT/hello-container.tar")" "OCI image archive")"
+
+# hello-job as a native program in a container image: the same command as the Wasm sample, so the
+# containerd runtime runs the conformance suite's `hello` fixture (args, env, exit code).
+cargo build --locked --release --target x86_64-unknown-linux-musl -p hello-job
+python3 "$ROOT/scripts/oci-pack.py" target/x86_64-unknown-linux-musl/release/hello-job \
+  "$OUT/hello-job-container.tar" hello-job-container:latest
+say "$(printf '%-28s %8d bytes  %s' "samples/out/hello-job-container.tar" "$(stat -c %s "$OUT/hello-job-container.tar")" "OCI image archive")"
