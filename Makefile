@@ -45,6 +45,8 @@ push-samples: samples release
 	target/release/wharf push samples/out/hello-http.wasm --name hello-http:latest
 	target/release/wharf push samples/out/hello-job.wasm --name hello-job:latest
 	target/release/wharf push samples/out/hello-job-p1.wasm --name hello-job-p1:latest
+	target/release/wharf image import samples/out/hello-container.tar
+	target/release/wharf image import samples/out/hello-job-container.tar
 
 clean:
 	cargo clean

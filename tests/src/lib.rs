@@ -98,15 +98,26 @@ impl Wharf {
 
     /// Starts `wharf up` on given ports (to restart on the same address).
     pub fn start_on(data_dir: &Path, api_port: u16, gateway_port: u16) -> Result<Wharf> {
-        Self::launch(data_dir, api_port, "127.0.0.1", gateway_port)
+        Self::launch(
+            data_dir,
+            api_port,
+            "127.0.0.1",
+            gateway_port,
+            &["--containerd", "off"],
+        )
     }
 
     /// Starts `wharf up` with its gateway (and so its NodePorts) on a loopback address of its
     /// own, so that tests running at the same time can use the same NodePort numbers.
     pub fn start_isolated(data_dir: &Path) -> Result<Wharf> {
+        Self::start_isolated_with(data_dir, &["--containerd", "off"])
+    }
+
+    /// Like [`Wharf::start_isolated`], with these flags (e.g. `--containerd managed`).
+    pub fn start_isolated_with(data_dir: &Path, flags: &[&str]) -> Result<Wharf> {
         let ip = unique_loopback_ip();
         let port = free_port_on(&ip);
-        Self::launch(data_dir, free_port(), &ip, port)
+        Self::launch(data_dir, free_port(), &ip, port, flags)
     }
 
     fn launch(
@@ -114,6 +125,7 @@ impl Wharf {
         api_port: u16,
         gateway_ip: &str,
         gateway_port: u16,
+        flags: &[&str],
     ) -> Result<Wharf> {
         std::fs::create_dir_all(data_dir)?;
         let log = data_dir.with_extension("log");
@@ -126,7 +138,7 @@ impl Wharf {
             .arg(data_dir)
             .args(["--api-addr", &format!("127.0.0.1:{api_port}")])
             .args(["--gateway-addr", &format!("{gateway_ip}:{gateway_port}")])
-            .args(["--containerd", "off"])
+            .args(flags)
             .stdout(log_file.try_clone()?)
             .stderr(log_file)
             .stdin(Stdio::null())

@@ -47,6 +47,25 @@ pub struct AgentConfig {
 /// In-process HTTP handlers of running pods: pod uid → (container name, handler).
 type PodHandlers = HashMap<String, Vec<(String, Arc<dyn HttpHandler>)>>;
 
+/// Imports OCI image archives into the container runtime (containerd), for images uploaded to
+/// the control plane with `wharf image import`.
+#[async_trait::async_trait]
+pub trait ImageImporter: Send + Sync {
+    /// Imports the archive at `path`; returns the names of the images in it.
+    async fn import(&self, archive: &std::path::Path) -> Result<Vec<String>, RuntimeError>;
+}
+
+/// The node's container runtime, with where its images come from.
+#[derive(Clone)]
+pub struct ContainerRuntime {
+    /// The runtime (containerd).
+    pub runtime: Arc<dyn Runtime>,
+    /// Imports archives into it.
+    pub importer: Arc<dyn ImageImporter>,
+    /// The control plane's artifact store, where `wharf image import` puts archives.
+    pub archives: Arc<wharf_apiserver::artifacts::ArtifactStore>,
+}
+
 struct PodEntry {
     namespace: String,
     name: String,
@@ -60,7 +79,7 @@ pub struct Agent {
     /// Its settings.
     pub config: AgentConfig,
     wasm: Arc<dyn Runtime>,
-    containers: Option<Arc<dyn Runtime>>,
+    containers: Option<ContainerRuntime>,
     pods: Mutex<HashMap<String, PodEntry>>,
     handlers: Mutex<PodHandlers>,
 }
@@ -83,7 +102,7 @@ impl Agent {
         registry: Registry,
         config: AgentConfig,
         wasm: Arc<dyn Runtime>,
-        containers: Option<Arc<dyn Runtime>>,
+        containers: Option<ContainerRuntime>,
     ) -> Arc<Agent> {
         Arc::new(Agent {
             registry,
@@ -174,9 +193,9 @@ impl Agent {
                 Ok(self.wasm.clone())
             }
             Some("runc") => {
-                let runtime = containers()?;
-                runtime.prepare(image).await?;
-                Ok(runtime)
+                let containers = containers()?;
+                self.prepare_container_image(&containers, image).await?;
+                Ok(containers.runtime)
             }
             Some(other) => Err(RuntimeError::Unavailable(format!(
                 "RuntimeClass {other:?} is not supported by node {} (it runs wasmtime and runc)",
@@ -187,13 +206,47 @@ impl Agent {
                 Err(RuntimeError::ImageNotFound { .. } | RuntimeError::InvalidArtifact { .. })
                     if self.containers.is_some() =>
                 {
-                    let runtime = containers()?;
-                    runtime.prepare(image).await?;
-                    Ok(runtime)
+                    let containers = containers()?;
+                    self.prepare_container_image(&containers, image).await?;
+                    Ok(containers.runtime)
                 }
                 Err(e) => Err(e),
             },
         }
+    }
+
+    /// Prepares a container image, first importing it from the control plane's artifact store
+    /// (`wharf image import`) if the runtime does not have it.
+    async fn prepare_container_image(
+        &self,
+        containers: &ContainerRuntime,
+        image: &str,
+    ) -> Result<(), RuntimeError> {
+        let missing = match containers.runtime.prepare(image).await {
+            Err(missing @ RuntimeError::ImageNotFound { .. }) => missing,
+            other => return other,
+        };
+        let Some(archive) = containers
+            .archives
+            .read(image)
+            .await
+            .map_err(|e| RuntimeError::Other(e.to_string()))?
+        else {
+            return Err(missing);
+        };
+        let dir = self.config.data_dir.join("image-imports");
+        std::fs::create_dir_all(&dir).map_err(|e| RuntimeError::Other(e.to_string()))?;
+        let path = dir.join(format!("{}.tar", uuid_like()));
+        std::fs::write(&path, &archive).map_err(|e| RuntimeError::Other(e.to_string()))?;
+        let imported = containers.importer.import(&path).await;
+        let _ = std::fs::remove_file(&path);
+        let names = imported?;
+        tracing::info!(
+            image,
+            ?names,
+            "imported the image archive from the control plane"
+        );
+        containers.runtime.prepare(image).await
     }
 
     /// The Node object this agent registers.
@@ -445,6 +498,17 @@ impl Agent {
         }
         tracing::info!("node agent stopped");
     }
+}
+
+/// A unique name for a temporary file.
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 fn memory_bytes() -> u64 {

@@ -1,4 +1,5 @@
-//! The control plane's artifact store, for `wharf push`: Wasm artifacts uploaded over HTTP,
+//! The control plane's artifact store, for `wharf push` and `wharf image import`: Wasm
+//! artifacts and OCI image archives uploaded over HTTP,
 //! kept content-addressed by sha256 in the data dir, with `NAME:TAG` references recorded in the
 //! store. Pods name them in `image:` (`hello-http:latest`, or `hello-http`, meaning `:latest`).
 //!
@@ -70,9 +71,13 @@ impl ArtifactStore {
             "component"
         } else if bytes.starts_with(b"\0asm\x01\0\0\0") {
             "module"
+        } else if bytes.get(257..262) == Some(b"ustar") {
+            // A tar: an OCI image archive for the containerd runtime (`wharf image import`).
+            "oci-archive"
         } else {
             return Err(ApiError::BadRequest(
-                "the artifact is not a WebAssembly module or component".into(),
+                "the artifact is not a WebAssembly module or component, nor an OCI image archive"
+                    .into(),
             ));
         };
         let (name, tag) = parse_reference(reference);
@@ -104,10 +109,10 @@ impl ArtifactStore {
             "digest": format!("sha256:{digest}"),
             "size": bytes.len(),
             "kind": kind,
-            "mediaType": if kind == "component" {
-                "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm"
-            } else {
-                "application/vnd.wasm.content.layer.v1+wasm"
+            "mediaType": match kind {
+                "component" => "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm",
+                "module" => "application/vnd.wasm.content.layer.v1+wasm",
+                _ => "application/vnd.oci.image.layout.v1+tar",
             },
             "pushedAt": crate::meta::now_rfc3339(),
         });

@@ -4,7 +4,7 @@
 //! served by host and path on the gateway address itself. Both route to the ready replicas of
 //! the Service, balanced round-robin. A Wasm replica is called in process through its
 //! [`HttpHandler`] (no socket, no copy to another process); a replica without one (a container)
-//! will be reached over its pod IP.
+//! is reached over its pod IP.
 //!
 //! The routing [`table`] is rebuilt from Services, Ingresses and Pods whenever one of them
 //! changes, and swapped in whole, so the request path only reads an `Arc`.
@@ -44,6 +44,10 @@ pub struct Gateway {
     ip: IpAddr,
     table: RwLock<Arc<RouteTable>>,
     node_ports: std::sync::Mutex<HashMap<u16, JoinHandle<()>>>,
+    client: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        Incoming,
+    >,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -72,6 +76,10 @@ impl Gateway {
             ip,
             table: RwLock::new(Arc::new(RouteTable::default())),
             node_ports: std::sync::Mutex::new(HashMap::new()),
+            client: hyper_util::client::legacy::Client::builder(
+                hyper_util::rt::TokioExecutor::new(),
+            )
+            .build_http(),
         })
     }
 
@@ -223,29 +231,54 @@ impl Gateway {
                 &format!("service {} has no ready endpoints\n", service.name),
             );
         };
-        match backend {
-            Backend::Pod { uid, port } => {
-                let handlers = self.handlers.handlers(uid);
-                let handler = handlers
-                    .iter()
-                    .find(|(container, _)| port.as_deref().is_none_or(|p| p == container))
-                    .or(handlers.first())
-                    .map(|(_, h)| h.clone());
-                match handler {
-                    Some(handler) => {
-                        let request =
-                            request.map(|body| body.map_err(std::io::Error::other).boxed_unsync());
-                        handler.handle(request).await
-                    }
-                    None => text(
-                        502,
-                        &format!(
-                            "the endpoint of service {} is not serving HTTP in process on this node\n",
-                            service.name
-                        ),
-                    ),
-                }
+        let Backend::Pod { uid, port, address } = backend;
+        let handlers = self.handlers.handlers(uid);
+        let handler = handlers
+            .iter()
+            .find(|(container, _)| port.as_deref().is_none_or(|p| p == container))
+            .or(handlers.first())
+            .map(|(_, h)| h.clone());
+        match (handler, address) {
+            (Some(handler), _) => {
+                let request =
+                    request.map(|body| body.map_err(std::io::Error::other).boxed_unsync());
+                handler.handle(request).await
             }
+            // A container: forward over its pod IP.
+            (None, Some(address)) => self.forward(*address, request).await,
+            (None, None) => text(
+                502,
+                &format!(
+                    "the endpoint of service {} cannot be reached\n",
+                    service.name
+                ),
+            ),
+        }
+    }
+
+    /// Forwards a request to a pod over the network.
+    async fn forward(
+        &self,
+        address: SocketAddr,
+        request: hyper::Request<Incoming>,
+    ) -> hyper::Response<Body> {
+        let (mut parts, body) = request.into_parts();
+        let path = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
+        parts.uri = match format!("http://{address}{path}").parse() {
+            Ok(uri) => uri,
+            Err(_) => return text(400, "invalid request path\n"),
+        };
+        let request = hyper::Request::from_parts(parts, body);
+        match self.client.request(request).await {
+            Ok(response) => response.map(|body| body.map_err(std::io::Error::other).boxed_unsync()),
+            Err(error) => text(
+                502,
+                &format!("cannot reach the pod at {address}: {error}\n"),
+            ),
         }
     }
 }

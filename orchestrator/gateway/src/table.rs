@@ -16,6 +16,8 @@ pub enum Backend {
         uid: String,
         /// The container serving the target port, if it could be told.
         port: Option<String>,
+        /// The pod's IP and the target port, for pods reached over the network (containers).
+        address: Option<std::net::SocketAddr>,
     },
 }
 
@@ -86,6 +88,22 @@ fn selects(selector: &serde_json::Map<String, Value>, pod: &Value) -> bool {
         })
 }
 
+/// The port number `target` (a number, or a container port's name) stands for in `pod`.
+fn port_number(pod: &Value, target: &Value) -> Option<u16> {
+    match target {
+        Value::Number(n) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
+        Value::String(name) => pod
+            .pointer("/spec/containers")?
+            .as_array()?
+            .iter()
+            .flat_map(|c| c["ports"].as_array().cloned().unwrap_or_default())
+            .find(|p| p["name"].as_str() == Some(name.as_str()))
+            .and_then(|p| p["containerPort"].as_u64())
+            .and_then(|n| u16::try_from(n).ok()),
+        _ => None,
+    }
+}
+
 /// The container of `pod` that listens on `target` (a port number or a port name).
 fn container_for(pod: &Value, target: &Value) -> Option<String> {
     let containers = pod.pointer("/spec/containers")?.as_array()?;
@@ -115,6 +133,11 @@ fn service_route(service: &Value, port: &Value, pods: &[Value]) -> ServiceRoute 
         .map(|pod| Backend::Pod {
             uid: text(pod, "/metadata/uid").to_owned(),
             port: container_for(pod, target),
+            address: text(pod, "/status/podIP")
+                .parse::<std::net::IpAddr>()
+                .ok()
+                .zip(port_number(pod, target))
+                .map(|(ip, port)| std::net::SocketAddr::new(ip, port)),
         })
         .collect();
     ServiceRoute {
@@ -258,7 +281,7 @@ mod tests {
         assert_eq!(route.backends.len(), 2);
         let picks: Vec<_> = (0..4)
             .map(|_| match route.pick().unwrap() {
-                Backend::Pod { uid, port } => (uid.clone(), port.clone()),
+                Backend::Pod { uid, port, .. } => (uid.clone(), port.clone()),
             })
             .collect();
         assert_eq!(picks[0], ("uid-a".into(), Some("web".into())));

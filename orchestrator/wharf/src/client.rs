@@ -392,6 +392,50 @@ pub async fn push(target: &Target, file: &Path, name: Option<&str>) -> Result<St
     Ok(reference)
 }
 
+/// The image name recorded in an OCI image archive (`io.containerd.image.name`, else
+/// `org.opencontainers.image.ref.name`).
+fn archive_image_name(file: &Path) -> Result<String> {
+    let archive =
+        std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let mut archive = tar::Archive::new(archive);
+    for entry in archive
+        .entries()
+        .with_context(|| format!("{} is not a tar archive", file.display()))?
+    {
+        let mut entry = entry?;
+        if entry.path()?.to_str() == Some("index.json") {
+            let mut text = String::new();
+            entry.read_to_string(&mut text)?;
+            let index: Value = serde_json::from_str(&text)
+                .with_context(|| format!("{}: index.json is not JSON", file.display()))?;
+            let annotations = &index["manifests"][0]["annotations"];
+            return annotations["io.containerd.image.name"]
+                .as_str()
+                .or_else(|| annotations["org.opencontainers.image.ref.name"].as_str())
+                .map(str::to_owned)
+                .ok_or_else(|| {
+                    anyhow!(
+                        "{}: the archive names no image; pass --name",
+                        file.display()
+                    )
+                });
+        }
+    }
+    bail!(
+        "{} is not an OCI image archive (no index.json)",
+        file.display()
+    )
+}
+
+/// `wharf image import FILE [--name NAME:TAG]`.
+pub async fn image_import(target: &Target, file: &Path, name: Option<&str>) -> Result<()> {
+    let name = match name {
+        Some(name) => name.to_owned(),
+        None => archive_image_name(file)?,
+    };
+    push(target, file, Some(&name)).await.map(drop)
+}
+
 /// `wharf logs POD [-c CONTAINER] [-f]`.
 pub async fn logs(target: &Target, pod: &str, container: Option<&str>, follow: bool) -> Result<()> {
     use futures::StreamExt;

@@ -59,6 +59,11 @@ enum Command {
         #[command(flatten)]
         target: client::Target,
     },
+    /// Container images: `wharf image import app.tar` uploads an OCI image archive.
+    Image {
+        #[command(subcommand)]
+        command: ImageCommand,
+    },
     /// Print a pod's logs: `wharf logs POD [-c CONTAINER] [-f]`.
     Logs {
         /// The pod.
@@ -95,6 +100,22 @@ enum Command {
         /// `Background` (default), `Foreground` or `Orphan`.
         #[arg(long = "cascade-policy")]
         propagation_policy: Option<String>,
+        #[command(flatten)]
+        target: client::Target,
+    },
+}
+
+/// `wharf image ...`.
+#[derive(Subcommand, Debug)]
+enum ImageCommand {
+    /// Upload an OCI image archive (an OCI layout in a tar, e.g. from `make samples`) to the
+    /// control plane; nodes import it into containerd when a pod needs it.
+    Import {
+        /// The archive.
+        file: PathBuf,
+        /// NAME[:TAG] (default: the name recorded in the archive).
+        #[arg(long)]
+        name: Option<String>,
         #[command(flatten)]
         target: client::Target,
     },
@@ -138,6 +159,9 @@ fn main() -> std::process::ExitCode {
             Command::Push { file, name, target } => client::push(&target, &file, name.as_deref())
                 .await
                 .map(drop),
+            Command::Image {
+                command: ImageCommand::Import { file, name, target },
+            } => client::image_import(&target, &file, name.as_deref()).await,
             Command::Logs {
                 pod,
                 container,

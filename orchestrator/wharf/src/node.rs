@@ -7,11 +7,13 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use tokio::task::JoinHandle;
 use wharf_agent::images::WasmImages;
-use wharf_agent::{Agent, AgentConfig};
+use wharf_agent::{Agent, AgentConfig, ContainerRuntime, ImageImporter};
 use wharf_apiserver::ApiServer;
 use wharf_apiserver::artifacts::ArtifactStore;
+use wharf_containerd::{ContainerdConfig, ContainerdRuntime, ManagedContainerd};
 use wharf_gateway::{Gateway, Handlers};
 use wharf_runtime::HttpHandler;
+use wharf_runtime::RuntimeError;
 use wharf_wasmtime::{WasmtimeConfig, WasmtimeRuntime};
 
 use crate::up::ServeArgs;
@@ -22,6 +24,107 @@ pub struct Node {
     pub tasks: Vec<JoinHandle<()>>,
     /// Lines for the startup banner.
     pub summary: String,
+    /// The containerd Wharf started itself, if any; stopped when dropped.
+    pub managed_containerd: Option<ManagedContainerd>,
+}
+
+/// Imports archives into containerd.
+struct ContainerdImporter(Arc<ContainerdRuntime>);
+
+#[async_trait::async_trait]
+impl ImageImporter for ContainerdImporter {
+    async fn import(&self, archive: &Path) -> Result<Vec<String>, RuntimeError> {
+        self.0.import_archive(archive).await
+    }
+}
+
+/// The system's containerd socket, used by default when it exists.
+const SYSTEM_CONTAINERD: &str = "/run/containerd/containerd.sock";
+
+/// Connects to (or starts) containerd as `--containerd` says: a socket path, `managed`, `off`;
+/// by default the system's socket if there is one, else a managed one if the binary exists,
+/// else off. Returns the runtime, the managed daemon, and a line for the banner.
+async fn containerd(
+    choice: Option<&str>,
+    data_dir: &Path,
+) -> (
+    Option<Arc<ContainerdRuntime>>,
+    Option<ManagedContainerd>,
+    String,
+) {
+    let binary = which("containerd");
+    let (socket, managed) = match choice {
+        Some("off") => {
+            return (
+                None,
+                None,
+                "containerd: off (--containerd off): only Wasm pods run here".into(),
+            );
+        }
+        Some("managed") => (None, true),
+        Some(socket) => (Some(std::path::PathBuf::from(socket)), false),
+        None if Path::new(SYSTEM_CONTAINERD).exists() => (Some(SYSTEM_CONTAINERD.into()), false),
+        None => (None, binary.is_some()),
+    };
+    let mut managed_daemon = None;
+    let socket = match (socket, managed) {
+        (Some(socket), _) => socket,
+        (None, true) => {
+            let Some(binary) = binary else {
+                return (None, None, "containerd: not installed, so only Wasm pods run here (install containerd and runc)".into());
+            };
+            match ManagedContainerd::start(&binary, &data_dir.join("containerd")).await {
+                Ok(daemon) => {
+                    let socket = daemon.socket().to_path_buf();
+                    managed_daemon = Some(daemon);
+                    socket
+                }
+                Err(error) => {
+                    return (
+                        None,
+                        None,
+                        format!(
+                            "containerd: could not be started ({error}); only Wasm pods run here"
+                        ),
+                    );
+                }
+            }
+        }
+        (None, false) => {
+            return (None, None, "containerd: not installed, so only Wasm pods run here (install containerd and runc)".into());
+        }
+    };
+    let config = ContainerdConfig::new(&socket, data_dir.join("node").join("containerd-state"));
+    match ContainerdRuntime::connect(config).await {
+        Ok(runtime) => {
+            let line = format!(
+                "containerd: {} {} (namespace wharf)",
+                if managed_daemon.is_some() {
+                    "managed, at"
+                } else {
+                    "at"
+                },
+                socket.display()
+            );
+            (Some(Arc::new(runtime)), managed_daemon, line)
+        }
+        Err(error) => (
+            None,
+            managed_daemon,
+            format!(
+                "containerd: unavailable at {} ({error}); only Wasm pods run here",
+                socket.display()
+            ),
+        ),
+    }
+}
+
+fn which(program: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|candidate| candidate.is_file())
+    })
 }
 
 /// The gateway finds in-process handlers through the agent.
@@ -50,18 +153,22 @@ pub async fn start(
 ) -> Result<Node> {
     let node_name = args.node_name.clone().unwrap_or_else(host_name);
     let node_dir = data_dir.join("node");
-    let containers_unavailable = match args.containerd.as_deref() {
-        Some("off") => "containerd is off on this node (--containerd off): only Wasm pods run here",
-        _ => {
-            "this build of Wharf runs Wasm pods only; container pods come with the containerd runtime"
-        }
-    };
+    let (containerd, managed_containerd, containerd_line) =
+        containerd(args.containerd.as_deref(), data_dir).await;
+    let containers = containerd.clone().map(|runtime| ContainerRuntime {
+        runtime: runtime.clone(),
+        importer: Arc::new(ContainerdImporter(runtime)),
+        archives: artifacts.clone(),
+    });
     let wasm = WasmtimeRuntime::new(
         WasmtimeConfig {
             cache_dir: node_dir.join("wasm-cache"),
             max_instances: 1000,
         },
-        Arc::new(WasmImages::new(artifacts, args.insecure_registries.clone())),
+        Arc::new(WasmImages::new(
+            artifacts.clone(),
+            args.insecure_registries.clone(),
+        )),
     )
     .map_err(|e| anyhow::anyhow!("cannot start the wasmtime runtime: {e}"))?;
 
@@ -77,10 +184,10 @@ pub async fn start(
             node_ip: ip.to_string(),
             agent_port,
             data_dir: node_dir,
-            containers_unavailable: Some(containers_unavailable.into()),
+            containers_unavailable: Some(containerd_line.clone()),
         },
         Arc::new(wasm),
-        None,
+        containers,
     );
     let gateway_listener = tokio::net::TcpListener::bind(args.gateway_addr)
         .await
@@ -110,8 +217,12 @@ pub async fn start(
     ));
 
     let summary = format!(
-        "  node:       {node_name} (Wasm pods in process; {containers_unavailable})\n  gateway:    http://{} (NodePort Services on {ip}:NODEPORT)",
+        "  node:       {node_name} (Wasm pods in process)\n  {containerd_line}\n  gateway:    http://{} (NodePort Services on {ip}:NODEPORT)",
         args.gateway_addr
     );
-    Ok(Node { tasks, summary })
+    Ok(Node {
+        tasks,
+        summary,
+        managed_containerd,
+    })
 }

@@ -110,10 +110,12 @@ pub async fn run(args: ServeArgs, mode: Mode) -> Result<()> {
         server.stopping(),
     )));
     let mut node_summary = None;
+    let mut managed_containerd = None;
     if mode == Mode::AllInOne {
         let node = node::start(&args, &data_dir, &server, artifacts).await?;
         background.extend(node.tasks);
         node_summary = Some(node.summary);
+        managed_containerd = node.managed_containerd;
     }
     server.set_ready(true);
 
@@ -145,6 +147,9 @@ pub async fn run(args: ServeArgs, mode: Mode) -> Result<()> {
     for task in background {
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
     }
+    // A containerd Wharf started is stopped with it; containers it runs keep running under
+    // their shims and are found again on the next start.
+    drop(managed_containerd);
     tracing::info!("stopped");
     Ok(())
 }

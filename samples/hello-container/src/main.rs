@@ -15,6 +15,18 @@ use wharf_sdk::{Request, Response, config};
 const MAX_BODY: usize = 8 << 20;
 
 fn main() {
+    // Stop at once on SIGTERM (as PID 1 in a container, nothing else would).
+    match signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM]) {
+        Ok(mut signals) => {
+            std::thread::spawn(move || {
+                if signals.forever().next().is_some() {
+                    println!("hello-container: SIGTERM, stopping");
+                    std::process::exit(0);
+                }
+            });
+        }
+        Err(err) => eprintln!("hello-container: cannot handle SIGTERM: {err}"),
+    }
     let port = config::env_or("PORT", "8080");
     let listener = match TcpListener::bind(("0.0.0.0", port.parse().unwrap_or(8080))) {
         Ok(listener) => listener,

@@ -2,6 +2,7 @@
 //! official Python client, the `wharf` CLI and raw HTTP.
 
 mod cascade;
+mod containers;
 mod control_plane;
 mod crash;
 mod full_disk;
