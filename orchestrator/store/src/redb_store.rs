@@ -66,22 +66,43 @@ struct WriteRequest {
 struct DatabaseSlot {
     path: PathBuf,
     current: RwLock<Option<Arc<Database>>>,
+    /// Serializes reopening (the writer and waiting readers may both try).
+    reopening: std::sync::Mutex<()>,
 }
 
 impl DatabaseSlot {
-    fn get(&self) -> Result<Arc<Database>, StoreError> {
+    fn now(&self) -> Option<Arc<Database>> {
         self.current
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
-            .ok_or_else(|| {
-                StoreError::Unavailable("the store is reopening after an I/O error".into())
-            })
+    }
+
+    /// The database for a reader. While the writer reopens it (a few milliseconds), readers
+    /// wait; if the writer's reopen failed, a reader tries again itself. Reads must keep
+    /// working when writes fail (e.g. on a full disk).
+    fn get(&self, shared: &Shared) -> Result<Arc<Database>, StoreError> {
+        for _ in 0..100 {
+            if let Some(db) = self.now() {
+                return Ok(db);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let _one_at_a_time = self.reopening.lock().unwrap_or_else(|e| e.into_inner());
+        match self.now() {
+            Some(db) => Ok(db),
+            None => self.reopen_locked(shared),
+        }
     }
 
     /// Closes the database (waiting briefly for readers to let go) and opens it again. On
     /// failure the slot stays empty and the next write tries again.
     fn reopen(&self, shared: &Shared) -> Result<Arc<Database>, StoreError> {
+        let _one_at_a_time = self.reopening.lock().unwrap_or_else(|e| e.into_inner());
+        self.reopen_locked(shared)
+    }
+
+    fn reopen_locked(&self, shared: &Shared) -> Result<Arc<Database>, StoreError> {
         let old = self
             .current
             .write()
@@ -162,6 +183,7 @@ impl RedbStore {
         let db = Arc::new(DatabaseSlot {
             path: path.clone(),
             current: RwLock::new(Some(Arc::new(db))),
+            reopening: std::sync::Mutex::new(()),
         });
         let (events, _) = broadcast::channel(4096);
         let (writer, requests) = mpsc::unbounded_channel();
@@ -206,7 +228,7 @@ impl RedbStore {
         after: Revision,
         limit: usize,
     ) -> Result<(Vec<Event>, Revision), StoreError> {
-        let txn = self.db.get()?.begin_read()?;
+        let txn = self.db.get(&self.shared)?.begin_read()?;
         let compacted = read_meta(&txn, META_COMPACTED)?;
         if after < compacted {
             return Err(StoreError::Compacted {
@@ -235,7 +257,7 @@ impl RedbStore {
 
     /// Counts the entries of the object table and of the revision log.
     pub fn table_sizes(&self) -> Result<(u64, u64), StoreError> {
-        let txn = self.db.get()?.begin_read()?;
+        let txn = self.db.get(&self.shared)?.begin_read()?;
         let objects = txn.open_table(OBJECTS)?.len()?;
         let log = txn.open_table(LOG)?.len()?;
         Ok((objects, log))
@@ -291,7 +313,7 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
-        let database = match db.get().or_else(|_| db.reopen(shared)) {
+        let database = match db.now().map_or_else(|| db.reopen(shared), Ok) {
             Ok(database) => database,
             Err(error) => {
                 tracing::error!(%error, "the store cannot be reopened; refusing writes");
@@ -485,7 +507,7 @@ fn trim_log(
 #[async_trait]
 impl Store for RedbStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
-        let txn = self.db.get()?.begin_read()?;
+        let txn = self.db.get(&self.shared)?.begin_read()?;
         let objects = txn.open_table(OBJECTS)?;
         Ok(objects
             .get(key)?
@@ -498,7 +520,7 @@ impl Store for RedbStore {
         start_after: Option<&str>,
         limit: Option<usize>,
     ) -> Result<ListResult, StoreError> {
-        let txn = self.db.get()?.begin_read()?;
+        let txn = self.db.get(&self.shared)?.begin_read()?;
         let revision = read_meta(&txn, META_REVISION)?;
         let objects = txn.open_table(OBJECTS)?;
         let start = match start_after {
