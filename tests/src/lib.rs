@@ -230,8 +230,12 @@ impl Wharf {
 }
 
 impl Drop for Wharf {
+    /// Stops the process gracefully (so it can stop what it started, e.g. a managed
+    /// containerd), and kills it if it does not stop in time.
     fn drop(&mut self) {
-        self.kill9();
+        if self.child.is_some() && self.terminate(Duration::from_secs(15)).is_err() {
+            self.kill9();
+        }
     }
 }
 
