@@ -134,7 +134,7 @@ pub fn decode_stored(kv: &KeyValue) -> Result<Value, ApiError> {
 pub fn decode_value(key: &str, value: &[u8], revision: Revision) -> Result<Value, ApiError> {
     let mut object: Value = serde_json::from_slice(value)
         .map_err(|e| ApiError::Internal(format!("stored object {key} is not JSON: {e}")))?;
-    set_meta(&mut object, "resourceVersion", json!(revision.to_string()));
+    set_revision(&mut object, revision);
     Ok(object)
 }
 
@@ -144,6 +144,11 @@ fn encode_for_store(object: &Value) -> Result<Bytes, ApiError> {
     serde_json::to_vec(&object)
         .map(Bytes::from)
         .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+/// Sets an object's resourceVersion to the store revision that wrote it.
+fn set_revision(object: &mut Value, revision: Revision) {
+    set_meta(object, "resourceVersion", json!(revision.to_string()));
 }
 
 /// Parses a resourceVersion string into a revision.
@@ -329,11 +334,7 @@ impl Registry {
             })
             .await
             .map_err(|e| ApiError::from_store(e, Subject::new(resource, &name)))?;
-        set_meta(
-            &mut object,
-            "resourceVersion",
-            json!(result.revision.to_string()),
-        );
+        set_revision(&mut object, result.revision);
         Ok(object)
     }
 
@@ -573,11 +574,7 @@ impl Registry {
             };
             match self.store.write(op).await {
                 Ok(result) => {
-                    set_meta(
-                        &mut next,
-                        "resourceVersion",
-                        json!(result.revision.to_string()),
-                    );
+                    set_revision(&mut next, result.revision);
                     return Ok(next);
                 }
                 Err(wharf_store::StoreError::Conflict { .. }) if expected.is_none() => continue,
@@ -790,11 +787,7 @@ impl Registry {
             }
             match self.store.write(op).await {
                 Ok(result) => {
-                    set_meta(
-                        &mut next,
-                        "resourceVersion",
-                        json!(result.revision.to_string()),
-                    );
+                    set_revision(&mut next, result.revision);
                     return Ok(next);
                 }
                 Err(wharf_store::StoreError::Conflict { .. }) => continue,
@@ -893,11 +886,7 @@ impl Registry {
             };
             match self.store.write(op).await {
                 Ok(result) => {
-                    set_meta(
-                        &mut next,
-                        "resourceVersion",
-                        json!(result.revision.to_string()),
-                    );
+                    set_revision(&mut next, result.revision);
                     return Ok(next);
                 }
                 // Another writer (say, the agent updating status) got in between: the checks
