@@ -221,10 +221,14 @@ impl Wharf {
         }
     }
 
-    /// A kubectl command with this Wharf's kubeconfig.
+    /// A kubectl command with this Wharf's kubeconfig and a discovery cache of its own (kubectl
+    /// caches discovery per host:port in ~/.kube/cache, and a port reused by another server,
+    /// e.g. an older build, would otherwise answer from that server's cache).
     pub fn kubectl(&self) -> Command {
         let mut command = Command::new(kubectl());
-        command.env("KUBECONFIG", self.kubeconfig());
+        command
+            .env("KUBECONFIG", self.kubeconfig())
+            .env("KUBECACHEDIR", self.data_dir.join("kubectl-cache"));
         command
     }
 }
