@@ -55,7 +55,7 @@ use wharf_apiserver::{ApiError, meta};
 
 use crate::{
     ObjectKey, PassOutcome, Selector, controller_reference, controller_uid, drive,
-    group_by_controller, is_deleting, list_typed, sort_oldest_first,
+    group_by_controller, is_deleting, list_typed, patch_metadata, sort_oldest_first,
 };
 
 /// The label that ties a ReplicaSet and its pods to one pod template.
@@ -958,18 +958,14 @@ async fn apply(registry: &Registry, deployment: &Deployment, actions: &[Action])
                     "resourceVersion": resource_version,
                     "ownerReferences": [owner],
                 }});
-                let result = registry
-                    .patch(
-                        replica_sets(),
-                        Some(&replica_set.namespace),
-                        &replica_set.name,
-                        PatchType::StrategicMerge,
-                        &patch,
-                        Part::Main,
-                        &options,
-                    )
-                    .await
-                    .map(drop);
+                let result = patch_metadata(
+                    registry,
+                    replica_sets(),
+                    &replica_set.namespace,
+                    &replica_set.name,
+                    &patch,
+                )
+                .await;
                 outcome.record("adopting a ReplicaSet", result);
             }
             Action::ReleaseReplicaSet {
@@ -980,18 +976,14 @@ async fn apply(registry: &Registry, deployment: &Deployment, actions: &[Action])
                     "uid": replica_set.uid,
                     "ownerReferences": [{"$patch": "delete", "uid": owner_uid}],
                 }});
-                let result = registry
-                    .patch(
-                        replica_sets(),
-                        Some(&replica_set.namespace),
-                        &replica_set.name,
-                        PatchType::StrategicMerge,
-                        &patch,
-                        Part::Main,
-                        &options,
-                    )
-                    .await
-                    .map(drop);
+                let result = patch_metadata(
+                    registry,
+                    replica_sets(),
+                    &replica_set.namespace,
+                    &replica_set.name,
+                    &patch,
+                )
+                .await;
                 outcome.record("releasing a ReplicaSet", result);
             }
             Action::DeleteReplicaSet(target) => {

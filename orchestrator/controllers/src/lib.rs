@@ -76,6 +76,29 @@ pub fn controller_reference(
     })
 }
 
+/// Strategic-merge-patches an object's metadata (adopting or releasing it); the patch carries
+/// the object's uid, and a resourceVersion if the write must not race another one.
+pub async fn patch_metadata(
+    registry: &Registry,
+    resource: &'static Resource,
+    namespace: &str,
+    name: &str,
+    patch: &Value,
+) -> Result<(), ApiError> {
+    registry
+        .patch(
+            resource,
+            Some(namespace),
+            name,
+            wharf_apiserver::registry::PatchType::StrategicMerge,
+            patch,
+            wharf_apiserver::registry::Part::Main,
+            &wharf_apiserver::registry::WriteOptions::default(),
+        )
+        .await
+        .map(drop)
+}
+
 /// Orders owners oldest first (ties by name), so that an orphan several of them select is
 /// adopted by the oldest, as Kubernetes' controllers do.
 pub fn sort_oldest_first<T: k8s_openapi::Metadata<Ty = ObjectMeta>>(owners: &mut [T]) {

@@ -37,13 +37,13 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::jiff::Timestamp;
 use serde_json::json;
-use wharf_apiserver::registry::{DeleteOptions, Part, PatchType, Registry, WriteOptions};
+use wharf_apiserver::registry::{DeleteOptions, Part, Registry, WriteOptions};
 use wharf_apiserver::resources::{self, Resource};
 use wharf_apiserver::{ApiError, meta};
 
 use crate::{
     ObjectKey, PassOutcome, Selector, controller_reference, controller_uid, drive,
-    group_by_controller, is_deleting, list_typed, sort_oldest_first,
+    group_by_controller, is_deleting, list_typed, patch_metadata, sort_oldest_first,
 };
 
 /// The most pods one pass creates or deletes for one ReplicaSet (Kubernetes'
@@ -414,36 +414,18 @@ async fn apply(registry: &Registry, actions: &[Action]) -> PassOutcome {
                     "resourceVersion": resource_version,
                     "ownerReferences": [owner],
                 }});
-                let result = registry
-                    .patch(
-                        pods(),
-                        Some(&pod.namespace),
-                        &pod.name,
-                        PatchType::StrategicMerge,
-                        &patch,
-                        Part::Main,
-                        &options,
-                    )
-                    .await;
-                outcome.record("adopting a pod", result.map(drop));
+                let result =
+                    patch_metadata(registry, pods(), &pod.namespace, &pod.name, &patch).await;
+                outcome.record("adopting a pod", result);
             }
             Action::ReleasePod { pod, owner_uid } => {
                 let patch = json!({"metadata": {
                     "uid": pod.uid,
                     "ownerReferences": [{"$patch": "delete", "uid": owner_uid}],
                 }});
-                let result = registry
-                    .patch(
-                        pods(),
-                        Some(&pod.namespace),
-                        &pod.name,
-                        PatchType::StrategicMerge,
-                        &patch,
-                        Part::Main,
-                        &options,
-                    )
-                    .await;
-                outcome.record("releasing a pod", result.map(drop));
+                let result =
+                    patch_metadata(registry, pods(), &pod.namespace, &pod.name, &patch).await;
+                outcome.record("releasing a pod", result);
             }
             Action::UpdateStatus {
                 replica_set,
