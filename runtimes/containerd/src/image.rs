@@ -1,17 +1,19 @@
 //! Images in containerd's content store: importing an OCI image archive, resolving a name to
-//! its manifest and configuration, and unpacking the layers into the snapshotter.
+//! its manifest and configuration, and unpacking the layers into the snapshotter. The pieces
+//! that store blobs and make an image of them are shared with pulls from registries (`pull`).
 //!
 //! Import writes every blob of the archive into the content store (checked against its digest
-//! by containerd at commit), labels the manifest and configuration so that containerd's garbage
-//! collector keeps what the image needs, creates the image record and unpacks it. Unpacking
-//! applies each layer on top of its parent's snapshot and commits it under the layer's chain
-//! id, as containerd's own unpacker does, so images imported here and with `ctr` share
-//! snapshots. All of it happens inside a lease, released when done.
+//! here and by containerd at commit), labels the manifest and configuration so that
+//! containerd's garbage collector keeps what the image needs, creates the image record and
+//! unpacks it. Unpacking applies each layer on top of its parent's snapshot and commits it
+//! under the layer's chain id, as containerd's own unpacker does, so images imported here and
+//! with `ctr` share snapshots. All of it happens inside a lease, released when done.
 
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
 
+use bytes::Bytes;
 use containerd_client::services::v1::snapshots::{
     CommitSnapshotRequest, PrepareSnapshotRequest, RemoveSnapshotRequest, StatSnapshotRequest,
 };
@@ -26,6 +28,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
 use wharf_runtime::RuntimeError;
 
 use crate::client::{Client, is_already_exists, is_not_found, status_error, unique_suffix};
@@ -36,14 +39,20 @@ pub(crate) const SNAPSHOTTER: &str = "overlayfs";
 /// The size of one write to the content store.
 const CHUNK: usize = 1 << 20;
 
-/// The largest `index.json` read (it lists manifests; real ones are a few KiB).
-const MAX_INDEX: u64 = 4 << 20;
+/// The largest `index.json` or manifest read (they list blobs; real ones are a few KiB).
+pub(crate) const MAX_MANIFEST: u64 = 4 << 20;
 
-const INDEX_TYPES: [&str; 2] = [
+/// How many manifests deep an image's target may lead: an index may nest another index (two
+/// levels are plenty) before the image manifest.
+pub(crate) const MAX_NESTING: usize = 3;
+
+/// The media types of an index of manifests (OCI's, and Docker's manifest list).
+pub(crate) const INDEX_TYPES: [&str; 2] = [
     "application/vnd.oci.image.index.v1+json",
     "application/vnd.docker.distribution.manifest.list.v2+json",
 ];
-const MANIFEST_TYPES: [&str; 2] = [
+/// The media types of an image manifest (OCI's, and Docker's schema 2).
+pub(crate) const MANIFEST_TYPES: [&str; 2] = [
     "application/vnd.oci.image.manifest.v1+json",
     "application/vnd.docker.distribution.manifest.v2+json",
 ];
@@ -160,7 +169,8 @@ pub(crate) fn chain_ids(diff_ids: &[String]) -> Vec<String> {
     chain
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Bytes as lower-case hexadecimal, as digests write them.
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -168,12 +178,7 @@ fn hex(bytes: &[u8]) -> String {
 /// default tag, and with Docker Hub's default registry and repository prefix.
 pub(crate) fn candidate_names(reference: &str) -> Vec<String> {
     let mut names = vec![reference.to_owned()];
-    let last = reference.rsplit('/').next().unwrap_or(reference);
-    let tagged = if last.contains(':') || last.contains('@') {
-        reference.to_owned()
-    } else {
-        format!("{reference}:latest")
-    };
+    let tagged = with_default_tag(reference);
     if tagged != reference {
         names.push(tagged.clone());
     }
@@ -188,6 +193,16 @@ pub(crate) fn candidate_names(reference: &str) -> Vec<String> {
         }
     }
     names
+}
+
+/// A reference with `:latest` added when it has neither tag nor digest.
+pub(crate) fn with_default_tag(reference: &str) -> String {
+    let last = reference.rsplit('/').next().unwrap_or(reference);
+    if last.contains(':') || last.contains('@') {
+        reference.to_owned()
+    } else {
+        format!("{reference}:latest")
+    }
 }
 
 fn api_descriptor(descriptor: &Descriptor) -> ApiDescriptor {
@@ -237,12 +252,13 @@ async fn read_blob(client: &Client, digest: &str) -> Result<Vec<u8>, Status> {
     Ok(bytes)
 }
 
-async fn read_json<T: serde::de::DeserializeOwned>(
+/// Reads the blob a descriptor names; one that is missing makes the image invalid.
+async fn read_content(
     client: &Client,
     image: &str,
     descriptor: &Descriptor,
-) -> Result<T, RuntimeError> {
-    let bytes = read_blob(client, &descriptor.digest).await.map_err(|e| {
+) -> Result<Vec<u8>, RuntimeError> {
+    read_blob(client, &descriptor.digest).await.map_err(|e| {
         if is_not_found(&e) {
             invalid(
                 image,
@@ -254,13 +270,77 @@ async fn read_json<T: serde::de::DeserializeOwned>(
         } else {
             status_error("read content", e)
         }
-    })?;
-    serde_json::from_slice(&bytes).map_err(|e| {
+    })
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(
+    image: &str,
+    descriptor: &Descriptor,
+    bytes: &[u8],
+) -> Result<T, RuntimeError> {
+    serde_json::from_slice(bytes).map_err(|e| {
         invalid(
             image,
             format!("{} ({}): {e}", descriptor.digest, descriptor.media_type),
         )
     })
+}
+
+async fn read_json<T: serde::de::DeserializeOwned>(
+    client: &Client,
+    image: &str,
+    descriptor: &Descriptor,
+) -> Result<T, RuntimeError> {
+    let bytes = read_content(client, image, descriptor).await?;
+    parse_json(image, descriptor, &bytes)
+}
+
+/// One step on the way from an image's target to the manifest for this machine.
+pub(crate) enum Target {
+    /// An index: all its manifests, and the one for this machine, which is followed next.
+    Index {
+        manifests: Vec<Descriptor>,
+        chosen: Descriptor,
+    },
+    /// The image manifest.
+    Manifest(Manifest),
+}
+
+/// Parses a target's bytes as what its media type says: an index (choosing the manifest for
+/// this machine) or an image manifest. Anything else is an invalid image.
+pub(crate) fn parse_target(
+    image: &str,
+    descriptor: &Descriptor,
+    bytes: &[u8],
+) -> Result<Target, RuntimeError> {
+    let media_type = descriptor.media_type.as_str();
+    if INDEX_TYPES.contains(&media_type) {
+        let index: Index = parse_json(image, descriptor, bytes)?;
+        let chosen = choose_manifest(&index.manifests)
+            .ok_or_else(|| {
+                invalid(
+                    image,
+                    format!("no manifest for linux/{}", this_architecture()),
+                )
+            })?
+            .clone();
+        return Ok(Target::Index {
+            manifests: index.manifests,
+            chosen,
+        });
+    }
+    if MANIFEST_TYPES.contains(&media_type) {
+        return Ok(Target::Manifest(parse_json(image, descriptor, bytes)?));
+    }
+    Err(invalid(
+        image,
+        format!("unsupported media type {media_type:?}"),
+    ))
+}
+
+/// The error for an image whose indexes nest deeper than [`MAX_NESTING`].
+pub(crate) fn nested_too_deeply(image: &str) -> RuntimeError {
+    invalid(image, "indexes nested too deeply")
 }
 
 /// Follows an image's target (a manifest, or an index of manifests) to the manifest for this
@@ -271,30 +351,14 @@ async fn resolve_manifest(
     target: &Descriptor,
 ) -> Result<(Descriptor, Manifest), RuntimeError> {
     let mut descriptor = target.clone();
-    // An index may nest another index; two levels are plenty.
-    for _ in 0..3 {
-        if INDEX_TYPES.contains(&descriptor.media_type.as_str()) {
-            let index: Index = read_json(client, image, &descriptor).await?;
-            descriptor = choose_manifest(&index.manifests)
-                .ok_or_else(|| {
-                    invalid(
-                        image,
-                        format!("no manifest for linux/{}", this_architecture()),
-                    )
-                })?
-                .clone();
-            continue;
+    for _ in 0..MAX_NESTING {
+        let bytes = read_content(client, image, &descriptor).await?;
+        match parse_target(image, &descriptor, &bytes)? {
+            Target::Index { chosen, .. } => descriptor = chosen,
+            Target::Manifest(manifest) => return Ok((descriptor, manifest)),
         }
-        if !MANIFEST_TYPES.contains(&descriptor.media_type.as_str()) {
-            return Err(invalid(
-                image,
-                format!("unsupported media type {:?}", descriptor.media_type),
-            ));
-        }
-        let manifest: Manifest = read_json(client, image, &descriptor).await?;
-        return Ok((descriptor, manifest));
     }
-    Err(invalid(image, "indexes nested too deeply"))
+    Err(nested_too_deeply(image))
 }
 
 /// Looks an image up by name (trying the usual spellings of a reference) and reads its
@@ -517,50 +581,44 @@ async fn label_children(
     target: &Descriptor,
 ) -> Result<(), RuntimeError> {
     let mut descriptor = target.clone();
-    for _ in 0..3 {
-        if INDEX_TYPES.contains(&descriptor.media_type.as_str()) {
-            let index: Index = read_json(client, image, &descriptor).await?;
-            let labels = index
-                .manifests
-                .iter()
-                .enumerate()
-                .map(|(i, m)| {
-                    (
-                        format!("containerd.io/gc.ref.content.m.{i}"),
-                        m.digest.clone(),
-                    )
-                })
-                .collect();
-            set_labels(client, &descriptor.digest, labels).await?;
-            descriptor = choose_manifest(&index.manifests)
-                .ok_or_else(|| {
-                    invalid(
-                        image,
-                        format!("no manifest for linux/{}", this_architecture()),
-                    )
-                })?
-                .clone();
-            continue;
+    for _ in 0..MAX_NESTING {
+        let bytes = read_content(client, image, &descriptor).await?;
+        match parse_target(image, &descriptor, &bytes)? {
+            Target::Index { manifests, chosen } => {
+                let labels = manifests
+                    .iter()
+                    .enumerate()
+                    .map(|(i, m)| {
+                        (
+                            format!("containerd.io/gc.ref.content.m.{i}"),
+                            m.digest.clone(),
+                        )
+                    })
+                    .collect();
+                set_labels(client, &descriptor.digest, labels).await?;
+                descriptor = chosen;
+            }
+            Target::Manifest(manifest) => {
+                let mut labels: HashMap<String, String> = manifest
+                    .layers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| {
+                        (
+                            format!("containerd.io/gc.ref.content.l.{i}"),
+                            l.digest.clone(),
+                        )
+                    })
+                    .collect();
+                labels.insert(
+                    "containerd.io/gc.ref.content.config".into(),
+                    manifest.config.digest.clone(),
+                );
+                return set_labels(client, &descriptor.digest, labels).await;
+            }
         }
-        let manifest: Manifest = read_json(client, image, &descriptor).await?;
-        let mut labels: HashMap<String, String> = manifest
-            .layers
-            .iter()
-            .enumerate()
-            .map(|(i, l)| {
-                (
-                    format!("containerd.io/gc.ref.content.l.{i}"),
-                    l.digest.clone(),
-                )
-            })
-            .collect();
-        labels.insert(
-            "containerd.io/gc.ref.content.config".into(),
-            manifest.config.digest.clone(),
-        );
-        return set_labels(client, &descriptor.digest, labels).await;
     }
-    Err(invalid(image, "indexes nested too deeply"))
+    Err(nested_too_deeply(image))
 }
 
 /// What the archive reader thread sends.
@@ -603,8 +661,8 @@ fn read_archive(path: &Path, items: mpsc::Sender<ArchiveItem>) {
             Err(e) => return fail(format!("bad entry name: {e}")),
         };
         if name == "index.json" {
-            if entry.size() > MAX_INDEX {
-                return fail(format!("index.json is larger than {MAX_INDEX} bytes"));
+            if entry.size() > MAX_MANIFEST {
+                return fail(format!("index.json is larger than {MAX_MANIFEST} bytes"));
             }
             let mut bytes = Vec::new();
             if let Err(e) = entry.read_to_end(&mut bytes) {
@@ -658,19 +716,32 @@ fn read_archive(path: &Path, items: mpsc::Sender<ArchiveItem>) {
 }
 
 /// One blob being written into the content store, in lockstep with containerd's answers.
-struct BlobWriter {
+/// Small writes are gathered into chunks of [`CHUNK`] bytes; the bytes are checked against the
+/// blob's size as they come and against its digest before the commit (containerd checks both
+/// again when it commits).
+pub(crate) struct BlobWriter {
     requests: mpsc::Sender<WriteContentRequest>,
     responses: Streaming<WriteContentResponse>,
     reference: String,
+    /// The image the blob belongs to, for errors.
+    image: String,
     digest: String,
-    size: i64,
-    offset: i64,
+    size: u64,
+    /// How many bytes containerd has been sent.
+    offset: u64,
+    /// Bytes received but not yet sent.
+    pending: Vec<u8>,
+    /// The digest of every byte received.
+    hasher: Sha256,
+    received: u64,
 }
 
 impl BlobWriter {
-    /// Starts writing a blob; `None` if the content store already has it.
-    async fn start(
+    /// Starts writing a blob (of `image`, for errors); `None` if the content store already has
+    /// it.
+    pub(crate) async fn start(
         client: &Client,
+        image: &str,
         digest: &str,
         size: u64,
     ) -> Result<Option<BlobWriter>, RuntimeError> {
@@ -685,13 +756,12 @@ impl BlobWriter {
             Err(e) if is_not_found(&e) => {}
             Err(e) => return Err(status_error("look up content", e)),
         }
-        let size = i64::try_from(size).unwrap_or(i64::MAX);
-        let reference = format!("wharf-import-{digest}-{}", unique_suffix());
+        let reference = format!("wharf-ingest-{digest}-{}", unique_suffix());
         let (requests, receiver) = mpsc::channel(1);
         let stat = WriteContentRequest {
             action: WriteAction::Stat as i32,
             r#ref: reference.clone(),
-            total: size,
+            total: i64::try_from(size).unwrap_or(i64::MAX),
             expected: digest.to_owned(),
             ..Default::default()
         };
@@ -707,9 +777,13 @@ impl BlobWriter {
             requests,
             responses,
             reference,
+            image: image.to_owned(),
             digest: digest.to_owned(),
             size,
             offset: 0,
+            pending: Vec::new(),
+            hasher: Sha256::new(),
+            received: 0,
         };
         match writer.answer().await {
             Ok(_) => Ok(Some(writer)),
@@ -736,12 +810,38 @@ impl BlobWriter {
         self.answer().await
     }
 
-    async fn write(&mut self, data: Vec<u8>) -> Result<(), RuntimeError> {
-        let len = data.len() as i64;
+    fn damaged(&self, detail: impl std::fmt::Display) -> RuntimeError {
+        invalid(
+            &self.image,
+            format!("blob {} is damaged: {detail}", self.digest),
+        )
+    }
+
+    /// Adds the next bytes of the blob, sending them on once a chunk is full. More bytes than
+    /// the blob's size are refused at once.
+    pub(crate) async fn write(&mut self, data: &[u8]) -> Result<(), RuntimeError> {
+        self.received += data.len() as u64;
+        if self.received > self.size {
+            return Err(self.damaged(format!("it is larger than its {} bytes", self.size)));
+        }
+        self.hasher.update(data);
+        self.pending.extend_from_slice(data);
+        if self.pending.len() >= CHUNK {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), RuntimeError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let data = std::mem::take(&mut self.pending);
+        let len = data.len() as u64;
         let request = WriteContentRequest {
             action: WriteAction::Write as i32,
             r#ref: self.reference.clone(),
-            offset: self.offset,
+            offset: i64::try_from(self.offset).unwrap_or(i64::MAX),
             data,
             ..Default::default()
         };
@@ -753,7 +853,7 @@ impl BlobWriter {
     }
 
     /// Gives up the blob, dropping what was written of it.
-    async fn abort(self, client: &Client) {
+    pub(crate) async fn abort(self, client: &Client) {
         let BlobWriter {
             requests,
             reference,
@@ -769,30 +869,92 @@ impl BlobWriter {
         }
     }
 
-    /// Commits the blob; containerd checks its size and digest.
-    async fn commit(mut self, archive: &str) -> Result<(), RuntimeError> {
+    /// Checks the blob's size and digest, and commits it; containerd checks both again.
+    pub(crate) async fn commit(&mut self) -> Result<(), RuntimeError> {
+        if self.received != self.size {
+            return Err(self.damaged(format!("it has {} bytes, not {}", self.received, self.size)));
+        }
+        let actual = format!(
+            "sha256:{}",
+            hex(&std::mem::take(&mut self.hasher).finalize())
+        );
+        if actual != self.digest {
+            return Err(self.damaged(format!("its bytes have digest {actual}")));
+        }
+        self.flush().await?;
         let request = WriteContentRequest {
             action: WriteAction::Commit as i32,
             r#ref: self.reference.clone(),
-            total: self.size,
+            total: i64::try_from(self.size).unwrap_or(i64::MAX),
             expected: self.digest.clone(),
-            offset: self.offset,
+            offset: i64::try_from(self.offset).unwrap_or(i64::MAX),
             ..Default::default()
         };
         match self.send(request).await {
             Ok(_) => Ok(()),
             Err(e) if is_already_exists(&e) => Ok(()),
-            Err(e) if e.code() == Code::FailedPrecondition => Err(invalid(
-                archive,
-                format!(
-                    "blob {} is damaged: its bytes do not match its digest or size ({})",
-                    self.digest,
-                    e.message()
-                ),
-            )),
+            Err(e) if e.code() == Code::FailedPrecondition => Err(self.damaged(format!(
+                "its bytes do not match its digest or size ({})",
+                e.message()
+            ))),
             Err(e) => Err(status_error("commit content", e)),
         }
     }
+}
+
+/// Writes one blob into the content store from a stream of its bytes, unless the store has it
+/// already: `open` is called only for a missing blob. The bytes are checked against `digest`
+/// and `size` as [`BlobWriter`] does; a failed write leaves no partial blob behind. Returns
+/// whether the blob was written. `client` should hold a lease.
+pub(crate) async fn write_blob<S, Open, Opened>(
+    client: &Client,
+    image: &str,
+    digest: &str,
+    size: u64,
+    open: Open,
+) -> Result<bool, RuntimeError>
+where
+    Open: FnOnce() -> Opened,
+    Opened: Future<Output = Result<S, RuntimeError>>,
+    S: Stream<Item = Result<Bytes, RuntimeError>> + Unpin,
+{
+    if !digest.starts_with("sha256:") {
+        return Err(invalid(
+            image,
+            format!("blob {digest}: only sha256 digests are supported"),
+        ));
+    }
+    let Some(mut writer) = BlobWriter::start(client, image, digest, size).await? else {
+        return Ok(false);
+    };
+    let written = async {
+        let mut bytes = open().await?;
+        while let Some(data) = bytes.next().await {
+            writer.write(&data?).await?;
+        }
+        writer.commit().await
+    }
+    .await;
+    match written {
+        Ok(()) => Ok(true),
+        Err(e) => {
+            writer.abort(client).await;
+            Err(e)
+        }
+    }
+}
+
+/// Makes an image of blobs already in the content store: labels them so that garbage
+/// collection keeps what the image needs, then creates the image record `name` (or points an
+/// existing one at `target`). `client` should hold the lease the blobs were written in, so
+/// that nothing is collected before the record refers to it.
+pub(crate) async fn register_image(
+    client: &Client,
+    name: &str,
+    target: &Descriptor,
+) -> Result<(), RuntimeError> {
+    label_children(client, name, target).await?;
+    create_image(client, name, target).await
 }
 
 /// Imports an OCI image archive: its blobs into the content store, an image record for every
@@ -820,8 +982,7 @@ pub(crate) async fn import_archive(
                 let Some(name) = image_name(target) else {
                     continue;
                 };
-                label_children(&client, &name, target).await?;
-                create_image(&client, &name, target).await?;
+                register_image(&client, &name, target).await?;
                 let image = resolve(&client, &name).await?;
                 unpack(&client, &image).await?;
                 names.push(name);
@@ -865,20 +1026,21 @@ async fn write_blobs(client: &Client, path: &Path, archive: &str) -> Result<Vec<
                 ArchiveItem::Index(bytes) => index = Some(bytes),
                 ArchiveItem::Invalid(detail) => return Err(invalid(archive, detail)),
                 ArchiveItem::BlobStart { digest, size } => {
-                    writer = BlobWriter::start(client, &digest, size).await?;
+                    writer = BlobWriter::start(client, archive, &digest, size).await?;
                     skipping = writer.is_none();
                 }
                 ArchiveItem::BlobData(data) => {
                     if let Some(writer) = writer.as_mut() {
-                        writer.write(data).await?;
+                        writer.write(&data).await?;
                     } else if !skipping {
                         return Err(invalid(archive, "blob data outside a blob"));
                     }
                 }
                 ArchiveItem::BlobEnd => {
-                    if let Some(writer) = writer.take() {
-                        writer.commit(archive).await?;
+                    if let Some(writer) = writer.as_mut() {
+                        writer.commit().await?;
                     }
+                    writer = None;
                     skipping = false;
                 }
             }
