@@ -4,10 +4,13 @@
 //! The FIFOs live in the runtime's state directory, one directory per container, and outlive
 //! this process: the shim keeps writing to them while the agent restarts, and a restarted
 //! agent opens them again to go on reading.
+//!
+//! Exec'd processes get FIFOs of their own beside the container's, whose output is captured
+//! into memory up to a limit ([`Fifos::capture`]) instead of going to the log.
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rustix::fs::{CWD, Mode, mkfifoat};
@@ -33,6 +36,12 @@ impl Fifos {
             stderr: dir.join("stderr"),
             dir,
         }
+    }
+
+    /// Where the FIFOs of exec process `exec_id` in container `id` are: inside the container's
+    /// directory, so that removing the container's FIFOs removes any an exec left behind.
+    pub(crate) fn for_exec(root: &Path, id: &str, exec_id: &str) -> Fifos {
+        Fifos::at(&root.join(id), exec_id)
     }
 
     /// Makes the FIFOs, replacing any left from an earlier container of the same id.
@@ -70,6 +79,92 @@ impl Fifos {
             tokio::join!(out, err);
         }))
     }
+
+    /// Opens both FIFOs for reading (without blocking, as [`Fifos::copy_to_log`] does) and keeps
+    /// the first `limit` bytes of each in memory. What comes after the limit is read and
+    /// dropped, so that the writer never blocks on a full pipe.
+    pub(crate) fn capture(&self, limit: usize) -> std::io::Result<Capture> {
+        let stdout = pipe::OpenOptions::new().open_receiver(&self.stdout)?;
+        let stderr = pipe::OpenOptions::new().open_receiver(&self.stderr)?;
+        let kept = (
+            Arc::new(Mutex::new(Captured::default())),
+            Arc::new(Mutex::new(Captured::default())),
+        );
+        let out = keep_first(stdout, kept.0.clone(), limit);
+        let err = keep_first(stderr, kept.1.clone(), limit);
+        let task = tokio::spawn(async move {
+            tokio::join!(out, err);
+        });
+        Ok(Capture {
+            task,
+            stdout: kept.0,
+            stderr: kept.1,
+        })
+    }
+}
+
+/// Output kept in memory, up to a limit.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Captured {
+    /// The bytes kept.
+    pub bytes: Vec<u8>,
+    /// Whether more arrived than was kept.
+    pub truncated: bool,
+}
+
+impl Captured {
+    /// Keeps what fits of `chunk` under `limit` and notes whether anything was dropped.
+    fn keep(&mut self, chunk: &[u8], limit: usize) {
+        let room = limit.saturating_sub(self.bytes.len());
+        let kept = chunk.len().min(room);
+        self.bytes.extend_from_slice(&chunk[..kept]);
+        self.truncated |= kept < chunk.len();
+    }
+}
+
+/// The capture of a process's stdout and stderr, running until both FIFOs reach their end.
+pub(crate) struct Capture {
+    task: JoinHandle<()>,
+    stdout: Arc<Mutex<Captured>>,
+    stderr: Arc<Mutex<Captured>>,
+}
+
+impl Capture {
+    /// What was captured once every writer has closed the FIFOs, or after `grace` if one has
+    /// not (a process the command left in the background may hold them open): then reading
+    /// stops and what arrived so far is the output.
+    pub(crate) async fn finish(self, grace: Duration) -> (Captured, Captured) {
+        let abort = self.task.abort_handle();
+        if tokio::time::timeout(grace, self.task).await.is_err() {
+            abort.abort();
+        }
+        let take = |kept: &Mutex<Captured>| std::mem::take(&mut *lock(kept));
+        (take(&self.stdout), take(&self.stderr))
+    }
+
+    /// Stops reading at once.
+    pub(crate) fn abort(self) {
+        self.task.abort();
+    }
+}
+
+fn lock(kept: &Mutex<Captured>) -> std::sync::MutexGuard<'_, Captured> {
+    kept.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+async fn keep_first(mut from: pipe::Receiver, to: Arc<Mutex<Captured>>, limit: usize) {
+    let mut buffer = vec![0; 32 * 1024];
+    loop {
+        match from.read(&mut buffer).await {
+            Ok(0) => break,
+            Ok(n) => lock(&to).keep(&buffer[..n], limit),
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read an exec'd process's output");
+                break;
+            }
+        }
+    }
 }
 
 async fn copy(mut from: pipe::Receiver, mut to: wharf_runtime::logs::LogWriter) {
@@ -97,5 +192,59 @@ pub(crate) async fn finish_copy(copier: JoinHandle<()>) {
         .is_err()
     {
         abort.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn captured_output_keeps_the_first_bytes_up_to_the_limit() {
+        let mut captured = Captured::default();
+        captured.keep(b"hello ", 8);
+        assert_eq!(
+            (captured.bytes.as_slice(), captured.truncated),
+            (&b"hello "[..], false)
+        );
+        captured.keep(b"world", 8);
+        assert_eq!(
+            (captured.bytes.as_slice(), captured.truncated),
+            (&b"hello wo"[..], true)
+        );
+        captured.keep(b"more", 8);
+        assert_eq!(captured.bytes, b"hello wo");
+        assert!(captured.truncated);
+    }
+
+    #[test]
+    fn output_of_exactly_the_limit_is_not_truncated() {
+        let mut captured = Captured::default();
+        captured.keep(b"12345678", 8);
+        captured.keep(b"", 8);
+        assert_eq!((captured.bytes.len(), captured.truncated), (8, false));
+    }
+
+    #[tokio::test]
+    async fn capture_reads_both_fifos_to_their_end_and_drains_past_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifos = Fifos::for_exec(dir.path(), "c", "exec-1");
+        fifos.create().unwrap();
+        let capture = fifos.capture(4).unwrap();
+        // Much more than a pipe holds (64 KiB): the writer only finishes if the reader drains.
+        let (stdout, stderr) = (fifos.stdout.clone(), fifos.stderr.clone());
+        let writer = tokio::task::spawn_blocking(move || {
+            std::fs::write(stdout, vec![b'x'; 1 << 20]).unwrap();
+            std::fs::write(stderr, b"err").unwrap();
+        });
+        tokio::time::timeout(Duration::from_secs(10), writer)
+            .await
+            .expect("the writer was not blocked")
+            .unwrap();
+        let (out, err) = capture.finish(Duration::from_secs(10)).await;
+        assert_eq!((out.bytes.as_slice(), out.truncated), (&b"xxxx"[..], true));
+        assert_eq!((err.bytes.as_slice(), err.truncated), (&b"err"[..], false));
+        fifos.remove();
+        assert!(!dir.path().join("c/exec-1").exists());
     }
 }

@@ -2,12 +2,15 @@
 //! containerd's gRPC API, in containerd namespace `wharf`.
 //!
 //! - Images live in containerd's content store: imported from OCI image archives
-//!   ([`ContainerdRuntime::import_archive`]) and unpacked into the overlayfs snapshotter
-//!   (module `image`). `prepare` finds an image by name; pulling from registries comes later.
+//!   ([`ContainerdRuntime::import_archive`]) or pulled from OCI registries (module `pull`), and
+//!   unpacked into the overlayfs snapshotter (module `image`). `prepare` finds an image by
+//!   name, pulls one that names a registry and is not there yet, and unpacks it.
 //! - `create` builds the OCI runtime spec (module `spec`), a writable snapshot on top of the
 //!   image for the root file system, and the container record; `start` creates and starts the
 //!   task (runc through containerd's `io.containerd.runc.v2` shim) with stdout and stderr on
 //!   FIFOs copied into the CRI log file (module `io`).
+//! - `exec` runs a command as an exec process of the container's task, with the container's
+//!   process settings and its output captured in memory (module `exec`).
 //! - A task per running container is watched: its exit becomes an [`Exit`] (137 for SIGKILL,
 //!   143 for SIGTERM, `OOMKilled` when the cgroup's OOM killer struck), the task is deleted at
 //!   once so its shim goes away, and the exit is recorded on the container record, so that an
@@ -22,9 +25,11 @@
 //! [`ManagedContainerd`] starts a private containerd (`wharf up --containerd managed`, tests).
 
 mod client;
+mod exec;
 mod image;
 mod io;
 pub mod managed;
+mod pull;
 mod spec;
 
 use std::collections::HashMap;
@@ -47,7 +52,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use wharf_runtime::logs::LogFile;
 use wharf_runtime::{
-    ContainerConfig, ContainerState, Exit, HttpHandler, Lifecycle, Runtime, RuntimeError, Signal,
+    ContainerConfig, ContainerState, ExecOutput, ExecRequest, Exit, HttpHandler, Lifecycle,
+    Runtime, RuntimeError, Signal,
 };
 
 use crate::client::{Client, is_already_exists, is_not_found, status_error};
@@ -65,6 +71,8 @@ const SPEC_TYPE: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec"
 const LABEL_MANAGED: &str = "io.wharf.managed";
 const LABEL_LOG_PATH: &str = "io.wharf.log-path";
 const LABEL_EXIT: &str = "io.wharf.exit";
+/// How long a readiness check waits for containerd's answer.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Where the runtime finds containerd and keeps its own files.
 #[derive(Clone, Debug)]
@@ -78,17 +86,21 @@ pub struct ContainerdConfig {
     pub state_dir: PathBuf,
     /// The cgroup under which each container gets its own (`/wharf` gives `/wharf/ID`).
     pub cgroup_parent: String,
+    /// Registries (`host:port`, as references name them) pulled from over plain HTTP, besides
+    /// those on this machine (`localhost`, `127.*`), which always are. Empty by default.
+    pub insecure_registries: Vec<String>,
 }
 
 impl ContainerdConfig {
     /// The defaults for a socket and a state directory: namespace `wharf`, cgroups under
-    /// `/wharf`.
+    /// `/wharf`, no insecure registries.
     pub fn new(socket: impl Into<PathBuf>, state_dir: impl Into<PathBuf>) -> ContainerdConfig {
         ContainerdConfig {
             socket: socket.into(),
             namespace: "wharf".into(),
             state_dir: state_dir.into(),
             cgroup_parent: "/wharf".into(),
+            insecure_registries: Vec::new(),
         }
     }
 }
@@ -534,7 +546,15 @@ impl Runtime for ContainerdRuntime {
     }
 
     async fn prepare(&self, reference: &str) -> Result<(), RuntimeError> {
-        let resolved = image::resolve(&self.client, reference).await?;
+        let resolved = match image::resolve(&self.client, reference).await {
+            // Not in containerd yet, but its registry may have it.
+            Err(RuntimeError::ImageNotFound { .. }) if pull::names_a_registry(reference) => {
+                let insecure = &self.config.insecure_registries;
+                let name = pull::pull(&self.client, reference, insecure).await?;
+                image::resolve(&self.client, &name).await?
+            }
+            resolved => resolved?,
+        };
         let unchanged = self
             .lock_images()
             .get(reference)
@@ -717,6 +737,24 @@ impl Runtime for ContainerdRuntime {
         Ok(())
     }
 
+    async fn exec(&self, id: &str, request: ExecRequest) -> Result<ExecOutput, RuntimeError> {
+        self.with_container(id, |container| match container.life.borrow().state() {
+            ContainerState::Running => Ok(()),
+            state => Err(RuntimeError::InvalidState {
+                id: id.to_owned(),
+                state: state.name(),
+                operation: "exec",
+            }),
+        })?;
+        // In a task of its own, so that a caller who gives up (a dropped future) does not
+        // leave the process running or its FIFOs behind: the task still kills the process at
+        // its timeout at the latest, and deletes it.
+        let (client, fifo_root, id) = (self.client.clone(), self.fifo_root(), id.to_owned());
+        tokio::spawn(async move { exec::exec(client, &fifo_root, &id, request).await })
+            .await
+            .map_err(|e| other(format!("the exec task failed: {e}")))?
+    }
+
     fn state(&self, id: &str) -> Option<ContainerState> {
         let containers = self.lock_containers();
         containers.get(id).map(|c| c.life.borrow().state().clone())
@@ -724,6 +762,19 @@ impl Runtime for ContainerdRuntime {
 
     fn http_handler(&self, _id: &str) -> Option<Arc<dyn HttpHandler>> {
         None
+    }
+
+    async fn ready(&self) -> Result<(), RuntimeError> {
+        match tokio::time::timeout(READY_TIMEOUT, self.client.version()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(status)) => Err(RuntimeError::Unavailable(format!(
+                "containerd does not answer: {}",
+                status.message()
+            ))),
+            Err(_) => Err(RuntimeError::Unavailable(format!(
+                "containerd did not answer within {READY_TIMEOUT:?}"
+            ))),
+        }
     }
 
     fn list(&self) -> HashMap<String, ContainerState> {

@@ -81,12 +81,22 @@ pub(crate) struct SpecInput<'a> {
 /// does for a pod that sets only `args` and for any image without an entrypoint, and what the
 /// Wasm runtime does (arguments follow the program); a pod that sets `command` on an image
 /// with an entrypoint would need the two kept apart in `ContainerConfig`.
-pub(crate) fn process_args(image: &RunConfig, args: &[String]) -> Result<Vec<String>, String> {
-    let mut argv = image.entrypoint.clone().unwrap_or_default();
-    if args.is_empty() {
-        argv.extend(image.cmd.clone().unwrap_or_default());
+pub(crate) fn process_args(
+    image: &RunConfig,
+    command: &[String],
+    args: &[String],
+) -> Result<Vec<String>, String> {
+    // Kubernetes: `command` replaces the entrypoint (and drops the image's Cmd); `args`
+    // replaces the Cmd.
+    let mut argv = if command.is_empty() {
+        image.entrypoint.clone().unwrap_or_default()
     } else {
+        command.to_vec()
+    };
+    if !args.is_empty() {
         argv.extend(args.iter().cloned());
+    } else if command.is_empty() {
+        argv.extend(image.cmd.clone().unwrap_or_default());
     }
     if argv.is_empty() {
         return Err("the image has no Entrypoint or Cmd and the pod gives no command".into());
@@ -155,10 +165,24 @@ fn hostname(config: &ContainerConfig) -> String {
     name.chars().take(63).collect()
 }
 
+/// The namespaces of a container: its own pid, ipc, uts and mount namespaces, and its pod's
+/// network namespace (none: the node's network).
+fn namespaces(config: &ContainerConfig) -> Value {
+    let mut namespaces =
+        json!([{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}]);
+    if let Some(path) = &config.network_namespace {
+        namespaces
+            .as_array_mut()
+            .expect("an array")
+            .push(json!({"type": "network", "path": path.display().to_string()}));
+    }
+    namespaces
+}
+
 /// The OCI runtime spec (JSON) of a container.
 pub(crate) fn runtime_spec(input: &SpecInput<'_>) -> Result<Value, String> {
     let config = input.config;
-    let args = process_args(input.image, &config.args)?;
+    let args = process_args(input.image, &config.command, &config.args)?;
     let env = environment(input.image.env.as_deref().unwrap_or_default(), &config.env);
     let (uid, gid) = user(input.image.user.as_deref())?;
     let cwd = input
@@ -237,8 +261,7 @@ pub(crate) fn runtime_spec(input: &SpecInput<'_>) -> Result<Value, String> {
         "linux": {
             "resources": resources,
             "cgroupsPath": input.cgroups_path,
-            // No network namespace: the container shares the host's network (for now).
-            "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}],
+            "namespaces": namespaces(config),
             "maskedPaths": MASKED_PATHS,
             "readonlyPaths": READONLY_PATHS,
         },
@@ -271,6 +294,7 @@ mod tests {
         ContainerConfig {
             id: "c1".into(),
             image: "app:1".into(),
+            command: Vec::new(),
             args: Vec::new(),
             env: vec![
                 ("PORT".into(), "9090".into()),
@@ -281,6 +305,7 @@ mod tests {
                 container_path: "/data".into(),
                 read_only: true,
             }],
+            network_namespace: None,
             limits: Limits {
                 memory_bytes: Some(64 << 20),
                 cpu_millis: Some(500),
@@ -295,19 +320,34 @@ mod tests {
     fn arguments_replace_cmd_and_follow_the_entrypoint() {
         let with_entrypoint = image(&["/app"], &["--serve"]);
         assert_eq!(
-            process_args(&with_entrypoint, &[]).unwrap(),
+            process_args(&with_entrypoint, &[], &[]).unwrap(),
             ["/app", "--serve"]
         );
         assert_eq!(
-            process_args(&with_entrypoint, &strings(&["--check"])).unwrap(),
+            process_args(&with_entrypoint, &[], &strings(&["--check"])).unwrap(),
             ["/app", "--check"]
+        );
+        // A command replaces the entrypoint and drops the image's Cmd...
+        assert_eq!(
+            process_args(&with_entrypoint, &strings(&["/bin/true"]), &[]).unwrap(),
+            ["/bin/true"]
+        );
+        // ...and is followed by the pod's args.
+        assert_eq!(
+            process_args(
+                &with_entrypoint,
+                &strings(&["/bin/echo"]),
+                &strings(&["a", "b"])
+            )
+            .unwrap(),
+            ["/bin/echo", "a", "b"]
         );
         let cmd_only = image(&[], &["/bin/sh"]);
         assert_eq!(
-            process_args(&cmd_only, &strings(&["/bin/true", "x"])).unwrap(),
+            process_args(&cmd_only, &[], &strings(&["/bin/true", "x"])).unwrap(),
             ["/bin/true", "x"]
         );
-        assert!(process_args(&image(&[], &[]), &[]).is_err());
+        assert!(process_args(&image(&[], &[]), &[], &[]).is_err());
     }
 
     #[test]
@@ -378,5 +418,23 @@ mod tests {
         );
         let namespaces = spec["linux"]["namespaces"].as_array().unwrap();
         assert!(!namespaces.iter().any(|n| n["type"] == "network"));
+    }
+
+    #[test]
+    fn a_container_joins_its_pods_network_namespace() {
+        let config = ContainerConfig {
+            network_namespace: Some(PathBuf::from("/run/netns/wharf-pod1")),
+            ..config()
+        };
+        let spec = runtime_spec(&SpecInput {
+            config: &config,
+            image: &image(&["/app"], &[]),
+            cgroups_path: "/wharf/c1".into(),
+            host_network_files: Vec::new(),
+        })
+        .unwrap();
+        let namespaces = spec["linux"]["namespaces"].as_array().unwrap();
+        assert!(namespaces.contains(&json!({"type": "network", "path": "/run/netns/wharf-pod1"})));
+        assert!(namespaces.contains(&json!({"type": "pid"})));
     }
 }

@@ -2,12 +2,17 @@
 //!
 //! Each runtime's own tests call these functions with images of their kind that behave as
 //! [`Fixtures`] describes (a Wasm command for wasmtime, a container image for containerd).
-//! Every function panics with a message on the first broken promise.
+//! Every function panics with a message on the first broken promise. What a runtime supports
+//! beyond the common verbs it declares in its fixtures ([`ExecSupport`]), and [`run_all`]
+//! runs the cases that fit.
 
 use std::path::Path;
 use std::time::Duration;
 
-use crate::{ContainerConfig, ContainerState, Limits, Runtime, RuntimeError, Signal};
+use crate::{
+    ContainerConfig, ContainerState, EXEC_OUTPUT_LIMIT, ExecOutput, ExecRequest, Limits, Runtime,
+    RuntimeError, Signal,
+};
 
 /// Images with known behaviour.
 #[derive(Clone, Debug)]
@@ -17,6 +22,22 @@ pub struct Fixtures {
     pub hello: String,
     /// Runs until it is stopped.
     pub forever: String,
+    /// Whether the runtime supports [`Runtime::exec`], and what to exec in `forever`.
+    pub exec: ExecSupport,
+}
+
+/// Whether a runtime supports [`Runtime::exec`], and the command the suite execs.
+#[derive(Clone, Debug)]
+pub enum ExecSupport {
+    /// Exec fails with [`RuntimeError::Unsupported`] for every known container (and
+    /// [`RuntimeError::NotFound`] for unknown ones).
+    Unsupported,
+    /// Exec works in a running `forever` container, whose image has this command (argv): run
+    /// with further arguments, it prints `hello` and the arguments to stdout and a line to
+    /// stderr, prints the value of env `GREETING` if set and env `PRINT_BYTES` bytes if set,
+    /// sleeps env `SLEEP_SECONDS` seconds if set, then exits with the code in env `EXIT_CODE`
+    /// (default 0).
+    Command(Vec<String>),
 }
 
 /// A container config with defaults for the suite.
@@ -24,9 +45,11 @@ pub fn config(id: &str, image: &str, dir: &Path) -> ContainerConfig {
     ContainerConfig {
         id: id.to_owned(),
         image: image.to_owned(),
+        command: Vec::new(),
         args: Vec::new(),
         env: Vec::new(),
         mounts: Vec::new(),
+        network_namespace: None,
         limits: Limits::default(),
         log_path: dir.join(format!("{id}.log")),
         allow_outgoing_http: false,
@@ -129,11 +152,16 @@ pub async fn the_lifecycle_rejects_illegal_transitions(
         runtime.delete("forever-life").await,
         Err(RuntimeError::InvalidState { .. })
     ));
+    // SIGKILL, not SIGTERM: right after `start` a container process may not have installed
+    // its SIGTERM handler yet, and as PID 1 it would ignore the signal.
     runtime
-        .kill("forever-life", Signal::Terminate)
+        .kill("forever-life", Signal::Kill)
         .await
-        .expect("terminate");
-    runtime.wait("forever-life").await.expect("wait");
+        .expect("kill");
+    tokio::time::timeout(Duration::from_secs(10), runtime.wait("forever-life"))
+        .await
+        .expect("the killed container did not exit within 10 s")
+        .expect("wait");
     assert!(matches!(
         runtime.kill("forever-life", Signal::Kill).await,
         Err(RuntimeError::InvalidState { .. })
@@ -161,6 +189,316 @@ pub async fn a_missing_image_is_reported(runtime: &dyn Runtime, dir: &Path) {
     assert!(matches!(err, RuntimeError::ImageNotFound { .. }), "{err:?}");
 }
 
+/// Starts a `forever` container with `env` and checks that it runs.
+async fn start_forever(
+    runtime: &dyn Runtime,
+    fixtures: &Fixtures,
+    dir: &Path,
+    id: &str,
+    env: &[(&str, &str)],
+) {
+    let mut config = config(id, &fixtures.forever, dir);
+    config.env = env
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect();
+    runtime.prepare(&fixtures.forever).await.expect("prepare");
+    runtime.create(config).await.expect("create");
+    runtime.start(id).await.expect("start");
+    assert_eq!(runtime.state(id), Some(ContainerState::Running));
+}
+
+/// Kills, waits for and deletes a container.
+async fn remove(runtime: &dyn Runtime, id: &str) {
+    runtime.kill(id, Signal::Kill).await.expect("kill");
+    tokio::time::timeout(Duration::from_secs(10), runtime.wait(id))
+        .await
+        .expect("kill did not stop the container within 10 s")
+        .expect("wait");
+    runtime.delete(id).await.expect("delete");
+}
+
+/// The exec command of the fixtures; panics for a runtime that declares exec unsupported.
+fn exec_command(fixtures: &Fixtures) -> &[String] {
+    match &fixtures.exec {
+        ExecSupport::Command(command) => command,
+        ExecSupport::Unsupported => panic!("this case needs a runtime that supports exec"),
+    }
+}
+
+/// A request to run `command` followed by `args`, with `env` and a timeout.
+pub fn exec_request(
+    command: &[String],
+    args: &[&str],
+    env: &[(&str, &str)],
+    timeout: Duration,
+) -> ExecRequest {
+    let argv = command
+        .iter()
+        .cloned()
+        .chain(args.iter().map(|arg| arg.to_string()))
+        .collect();
+    let mut request = ExecRequest::new(argv, timeout);
+    request.env = env
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect();
+    request
+}
+
+/// Runs an exec that must end well within `limit`.
+async fn exec_within(
+    runtime: &dyn Runtime,
+    id: &str,
+    request: ExecRequest,
+    limit: Duration,
+) -> Result<ExecOutput, RuntimeError> {
+    tokio::time::timeout(limit, runtime.exec(id, request))
+        .await
+        .unwrap_or_else(|_| panic!("exec in {id:?} did not return within {limit:?}"))
+}
+
+/// Exec runs a command in a running container with the container's environment (plus the
+/// request's) and returns its exit code and output, which does not reach the container's log;
+/// the container goes on running.
+pub async fn exec_runs_a_command_with_the_containers_environment(
+    runtime: &dyn Runtime,
+    fixtures: &Fixtures,
+    dir: &Path,
+) {
+    let command = exec_command(fixtures);
+    let id = "exec-hello";
+    start_forever(
+        runtime,
+        fixtures,
+        dir,
+        id,
+        &[("GREETING", "from the container")],
+    )
+    .await;
+    let limit = Duration::from_secs(30);
+    let request = exec_request(command, &["first-arg"], &[], limit);
+    let output = exec_within(runtime, id, request, limit)
+        .await
+        .expect("exec");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.exit_code, 0, "{output:?}");
+    assert!(stdout.contains("hello first-arg"), "{output:?}");
+    assert!(
+        stdout.contains("from the container"),
+        "the container's env did not reach the exec: {output:?}"
+    );
+    assert!(!output.stderr.is_empty(), "no stderr: {output:?}");
+    assert!(!output.stdout_truncated && !output.stderr_truncated);
+
+    let request = exec_request(command, &[], &[("GREETING", "from the exec")], limit);
+    let output = exec_within(runtime, id, request, limit)
+        .await
+        .expect("exec with env");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("from the exec"), "{output:?}");
+    assert!(
+        !stdout.contains("from the container"),
+        "the exec's env did not replace the container's: {output:?}"
+    );
+
+    assert_eq!(runtime.state(id), Some(ContainerState::Running));
+    let log = std::fs::read_to_string(dir.join(format!("{id}.log"))).unwrap_or_default();
+    assert!(
+        !log.contains("first-arg"),
+        "exec output reached the container's log: {log}"
+    );
+    remove(runtime, id).await;
+}
+
+/// A command that exits with a non-zero code is a successful exec reporting that code.
+pub async fn exec_reports_a_non_zero_exit_code(
+    runtime: &dyn Runtime,
+    fixtures: &Fixtures,
+    dir: &Path,
+) {
+    let id = "exec-exit-code";
+    start_forever(runtime, fixtures, dir, id, &[]).await;
+    let limit = Duration::from_secs(30);
+    let request = exec_request(exec_command(fixtures), &[], &[("EXIT_CODE", "3")], limit);
+    let output = exec_within(runtime, id, request, limit)
+        .await
+        .expect("exec");
+    assert_eq!(output.exit_code, 3, "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("hello"));
+    remove(runtime, id).await;
+}
+
+/// A command that does not exist is `StartFailed` naming it, at once rather than at the
+/// timeout; the container is not affected.
+pub async fn exec_of_a_missing_command_fails_to_start(
+    runtime: &dyn Runtime,
+    fixtures: &Fixtures,
+    dir: &Path,
+) {
+    let id = "exec-missing";
+    start_forever(runtime, fixtures, dir, id, &[]).await;
+    let missing = ["/wharf-no-such-command".to_owned()];
+    let request = exec_request(&missing, &["arg"], &[], Duration::from_secs(120));
+    let err = exec_within(runtime, id, request, Duration::from_secs(30))
+        .await
+        .expect_err("exec of a missing command");
+    assert!(
+        matches!(&err, RuntimeError::StartFailed(m) if m.contains("wharf-no-such-command")),
+        "{err:?}"
+    );
+    let request = ExecRequest::new(Vec::new(), Duration::from_secs(10));
+    let err = exec_within(runtime, id, request, Duration::from_secs(30))
+        .await
+        .expect_err("exec of no command");
+    assert!(matches!(err, RuntimeError::StartFailed(_)), "{err:?}");
+    assert_eq!(runtime.state(id), Some(ContainerState::Running));
+    remove(runtime, id).await;
+}
+
+/// A command that runs past its timeout is killed and reported as `TimedOut`; the container
+/// goes on running and takes further execs.
+pub async fn exec_past_its_timeout_is_killed(
+    runtime: &dyn Runtime,
+    fixtures: &Fixtures,
+    dir: &Path,
+) {
+    let command = exec_command(fixtures);
+    let id = "exec-timeout";
+    start_forever(runtime, fixtures, dir, id, &[]).await;
+    let request = exec_request(
+        command,
+        &[],
+        &[("SLEEP_SECONDS", "600")],
+        Duration::from_secs(1),
+    );
+    let err = exec_within(runtime, id, request, Duration::from_secs(20))
+        .await
+        .expect_err("exec past its timeout");
+    assert!(matches!(err, RuntimeError::TimedOut(_)), "{err:?}");
+    assert_eq!(runtime.state(id), Some(ContainerState::Running));
+    let limit = Duration::from_secs(30);
+    let output = exec_within(runtime, id, exec_request(command, &[], &[], limit), limit)
+        .await
+        .expect("exec after a timeout");
+    assert_eq!(output.exit_code, 0, "{output:?}");
+    remove(runtime, id).await;
+}
+
+/// Output beyond [`EXEC_OUTPUT_LIMIT`] is cut (and said to be), without blocking the command.
+pub async fn exec_output_is_capped(runtime: &dyn Runtime, fixtures: &Fixtures, dir: &Path) {
+    let id = "exec-capped";
+    start_forever(runtime, fixtures, dir, id, &[]).await;
+    let bytes = (2 * EXEC_OUTPUT_LIMIT + 1).to_string();
+    let limit = Duration::from_secs(30);
+    let request = exec_request(
+        exec_command(fixtures),
+        &[],
+        &[("PRINT_BYTES", &bytes)],
+        limit,
+    );
+    let output = exec_within(runtime, id, request, limit)
+        .await
+        .expect("exec");
+    assert_eq!(output.exit_code, 0);
+    assert_eq!(output.stdout.len(), EXEC_OUTPUT_LIMIT);
+    assert!(output.stdout.starts_with(b"hello"));
+    assert!(output.stdout_truncated);
+    assert!(!output.stderr_truncated);
+    remove(runtime, id).await;
+}
+
+/// Exec needs a running container: `NotFound` for an unknown one, `InvalidState` for one that
+/// was created but not started, or has exited.
+pub async fn exec_needs_a_running_container(
+    runtime: &dyn Runtime,
+    fixtures: &Fixtures,
+    dir: &Path,
+) {
+    let request = exec_request(exec_command(fixtures), &[], &[], Duration::from_secs(10));
+    let limit = Duration::from_secs(30);
+    let err = exec_within(runtime, "exec-nobody", request.clone(), limit)
+        .await
+        .expect_err("exec in an unknown container");
+    assert!(matches!(err, RuntimeError::NotFound(_)), "{err:?}");
+
+    let id = "exec-not-running";
+    runtime.prepare(&fixtures.forever).await.expect("prepare");
+    runtime
+        .create(config(id, &fixtures.forever, dir))
+        .await
+        .expect("create");
+    let err = exec_within(runtime, id, request.clone(), limit)
+        .await
+        .expect_err("exec in a created container");
+    assert!(
+        matches!(
+            err,
+            RuntimeError::InvalidState {
+                state: "created",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    runtime.start(id).await.expect("start");
+    runtime.kill(id, Signal::Kill).await.expect("kill");
+    runtime.wait(id).await.expect("wait");
+    let err = exec_within(runtime, id, request, limit)
+        .await
+        .expect_err("exec in an exited container");
+    assert!(
+        matches!(
+            err,
+            RuntimeError::InvalidState {
+                state: "exited",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    runtime.delete(id).await.expect("delete");
+}
+
+/// A runtime that declares exec unsupported says so with `Unsupported` (and `NotFound` for an
+/// unknown container).
+pub async fn exec_is_reported_as_unsupported(
+    runtime: &dyn Runtime,
+    fixtures: &Fixtures,
+    dir: &Path,
+) {
+    let id = "exec-unsupported";
+    start_forever(runtime, fixtures, dir, id, &[]).await;
+    let request = ExecRequest::new(vec!["/bin/true".into()], Duration::from_secs(10));
+    let limit = Duration::from_secs(30);
+    let err = exec_within(runtime, id, request.clone(), limit)
+        .await
+        .expect_err("exec where unsupported");
+    assert!(matches!(err, RuntimeError::Unsupported(_)), "{err:?}");
+    let err = exec_within(runtime, "exec-nobody", request, limit)
+        .await
+        .expect_err("exec in an unknown container");
+    assert!(matches!(err, RuntimeError::NotFound(_)), "{err:?}");
+    remove(runtime, id).await;
+}
+
+/// Runs the exec cases that fit what the runtime declares in `fixtures.exec`.
+pub async fn exec_behaves_as_declared(runtime: &dyn Runtime, fixtures: &Fixtures, dir: &Path) {
+    match fixtures.exec {
+        ExecSupport::Command(_) => {
+            exec_runs_a_command_with_the_containers_environment(runtime, fixtures, dir).await;
+            exec_reports_a_non_zero_exit_code(runtime, fixtures, dir).await;
+            exec_of_a_missing_command_fails_to_start(runtime, fixtures, dir).await;
+            exec_past_its_timeout_is_killed(runtime, fixtures, dir).await;
+            exec_output_is_capped(runtime, fixtures, dir).await;
+            exec_needs_a_running_container(runtime, fixtures, dir).await;
+        }
+        ExecSupport::Unsupported => {
+            exec_is_reported_as_unsupported(runtime, fixtures, dir).await;
+        }
+    }
+}
+
 /// Runs the whole suite.
 pub async fn run_all(runtime: &dyn Runtime, fixtures: &Fixtures, dir: &Path) {
     output_reaches_the_log_and_success_is_completed(runtime, fixtures, dir).await;
@@ -168,4 +506,5 @@ pub async fn run_all(runtime: &dyn Runtime, fixtures: &Fixtures, dir: &Path) {
     kill_stops_a_running_container(runtime, fixtures, dir).await;
     the_lifecycle_rejects_illegal_transitions(runtime, fixtures, dir).await;
     a_missing_image_is_reported(runtime, dir).await;
+    exec_behaves_as_declared(runtime, fixtures, dir).await;
 }

@@ -4,7 +4,8 @@
 //! containerd). The agent owns everything above execution — probes, restart policy and backoff,
 //! grace periods, secret and config injection — so a runtime only prepares artifacts and runs,
 //! signals, waits for and removes containers. Workload details reach a runtime through the
-//! narrow [`ContainerConfig`], never the pod spec.
+//! narrow [`ContainerConfig`], never the pod spec. Commands run inside a running container
+//! through [`Runtime::exec`] (exec probes, `kubectl exec` without stdin or a TTY).
 //!
 //! This crate knows nothing about the Kubernetes API, redb or HTTP routing.
 
@@ -50,12 +51,19 @@ pub struct ContainerConfig {
     pub id: String,
     /// The image reference, already [prepared](Runtime::prepare).
     pub image: String,
-    /// Command and arguments (`command` + `args` of the pod spec); empty for the image default.
+    /// The command (`command` of the pod spec): replaces the image's entrypoint when not
+    /// empty, as in Kubernetes.
+    pub command: Vec<String>,
+    /// The arguments (`args` of the pod spec): replace the image's default arguments (`Cmd`)
+    /// when not empty. A Wasm guest gets `command` then `args` after its program name.
     pub args: Vec<String>,
     /// Environment variables, in order.
     pub env: Vec<(String, String)>,
     /// Directories to mount.
     pub mounts: Vec<Mount>,
+    /// The pod's network namespace to join (a path such as `/run/netns/NAME`); `None` shares
+    /// the node's network. In-process runtimes ignore it.
+    pub network_namespace: Option<PathBuf>,
     /// Resource limits.
     pub limits: Limits,
     /// Where stdout and stderr go, in the CRI log format (see [`logs`]).
@@ -123,12 +131,71 @@ pub enum RuntimeError {
         /// What was attempted.
         operation: &'static str,
     },
+    /// The runtime cannot do this at all (e.g. exec into a Wasm guest); the text says why.
+    #[error("not supported: {0}")]
+    Unsupported(String),
+    /// The operation did not finish in the time it was given (e.g. an exec command that ran
+    /// past its timeout and was killed).
+    #[error("timed out: {0}")]
+    TimedOut(String),
     /// The runtime itself is not available (e.g. containerd is down).
     #[error("runtime unavailable: {0}")]
     Unavailable(String),
     /// Anything else.
     #[error("{0}")]
     Other(String),
+}
+
+/// The most bytes of stdout, and separately of stderr, that [`Runtime::exec`] keeps: 1 MiB.
+/// A command may write more; the rest is read and dropped (so the command never blocks on a
+/// full pipe) and [`ExecOutput`] says it was truncated. The limit protects the node: the whole
+/// output is held in memory, and a probe or a careless `kubectl exec` could print gigabytes.
+pub const EXEC_OUTPUT_LIMIT: usize = 1024 * 1024;
+
+/// A command to run to completion inside a running container, with [`Runtime::exec`].
+///
+/// `#[non_exhaustive]`: build it with [`ExecRequest::new`] and set the public fields, so that
+/// fields added later (a user, a working directory) do not break callers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExecRequest {
+    /// The program and its arguments (argv). The program is looked up as the container's
+    /// runtime does for its main process (for containers: an absolute path, or a name found in
+    /// the container's `PATH`).
+    pub command: Vec<String>,
+    /// Environment variables added to the container's own, in order; a name the container
+    /// already has takes the new value.
+    pub env: Vec<(String, String)>,
+    /// The longest the command may run. When it has not exited by then, it is killed and exec
+    /// fails with [`RuntimeError::TimedOut`].
+    pub timeout: Duration,
+}
+
+impl ExecRequest {
+    /// A request to run `command` (argv) with the container's environment, for at most
+    /// `timeout`.
+    pub fn new(command: Vec<String>, timeout: Duration) -> ExecRequest {
+        ExecRequest {
+            command,
+            env: Vec::new(),
+            timeout,
+        }
+    }
+}
+
+/// How an exec'd command ended and what it printed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecOutput {
+    /// The command's exit code (128 + N when signal N ended it).
+    pub exit_code: i32,
+    /// The first [`EXEC_OUTPUT_LIMIT`] bytes of its stdout.
+    pub stdout: Bytes,
+    /// The first [`EXEC_OUTPUT_LIMIT`] bytes of its stderr.
+    pub stderr: Bytes,
+    /// Whether stdout was longer than the limit (and cut).
+    pub stdout_truncated: bool,
+    /// Whether stderr was longer than the limit (and cut).
+    pub stderr_truncated: bool,
 }
 
 /// An HTTP request or response body, as the gateway passes it around.
@@ -167,6 +234,27 @@ pub trait Runtime: Send + Sync + 'static {
     /// Removes an exited (or never started) container and its resources.
     async fn delete(&self, id: &str) -> Result<(), RuntimeError>;
 
+    /// Runs a command inside a running container and waits for it to end: the non-interactive
+    /// exec of exec probes and of `kubectl exec` without stdin or a TTY. The command runs as
+    /// the container's main process does (same user, working directory, environment — plus
+    /// [`ExecRequest::env`] — and limits), with no stdin; its output is captured up to
+    /// [`EXEC_OUTPUT_LIMIT`] per stream and does not reach the container's log.
+    ///
+    /// A command that runs and exits, with any code, is `Ok`; the caller decides what a
+    /// non-zero code means. Errors: [`RuntimeError::NotFound`] for an unknown container,
+    /// [`RuntimeError::InvalidState`] when it is not running, [`RuntimeError::StartFailed`]
+    /// when the command cannot start (e.g. it does not exist in the image; the text is the
+    /// runtime's), [`RuntimeError::TimedOut`] when it ran past [`ExecRequest::timeout`] (it has
+    /// been killed then), and [`RuntimeError::Unsupported`] for runtimes that cannot exec.
+    ///
+    /// Cancellation: dropping the future does not leave the command behind; it is still
+    /// killed at its timeout and its resources released.
+    ///
+    /// An interactive variant for `kubectl exec -it` (stdin, a TTY and its size, output
+    /// streamed as it comes) will be a separate method taking the same [`ExecRequest`] and
+    /// returning a session of streams, so this one and its callers stay as they are.
+    async fn exec(&self, id: &str, request: ExecRequest) -> Result<ExecOutput, RuntimeError>;
+
     /// The container's current state.
     fn state(&self, id: &str) -> Option<ContainerState>;
 
@@ -175,4 +263,9 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// Ids of all containers this runtime knows, with their states (for re-attaching).
     fn list(&self) -> HashMap<String, ContainerState>;
+
+    /// Whether the runtime can take work now (CRI's `RuntimeReady`): `Unavailable` with the
+    /// reason when it cannot (e.g. containerd does not answer). Running containers may still
+    /// run while it is not ready.
+    async fn ready(&self) -> Result<(), RuntimeError>;
 }

@@ -131,7 +131,7 @@ fn wasi_builder(
 ) -> Result<WasiCtxBuilder, String> {
     let mut builder = WasiCtx::builder();
     let mut argv = vec![program.to_owned()];
-    argv.extend(config.args.iter().cloned());
+    argv.extend(config.command.iter().chain(&config.args).cloned());
     builder.args(&argv);
     for (name, value) in &config.env {
         builder.env(name, value);

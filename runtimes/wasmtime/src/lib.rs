@@ -12,6 +12,12 @@
 //! Guests cannot starve each other: an epoch ticks every [`EPOCH_TICK`], guests yield to the
 //! async executor on every tick, and requests have a deadline. Memory is limited per instance
 //! by `resources.limits.memory` (and the pool's slot size).
+//!
+//! [`Runtime::exec`] is not supported and fails with [`RuntimeError::Unsupported`]: a Wasm
+//! workload is one guest, not a file system of programs, so there is no second command to
+//! run beside it (no shell, no `cat`), and an HTTP component has no lasting instance to run
+//! one in (each request gets a fresh one). Calling one of the guest's own exports instead
+//! would be a different feature with different semantics, not exec.
 
 pub mod artifact;
 mod host;
@@ -30,7 +36,8 @@ use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wharf_runtime::logs::LogFile;
 use wharf_runtime::{
-    ContainerConfig, ContainerState, Exit, HttpHandler, Lifecycle, Runtime, RuntimeError, Signal,
+    ContainerConfig, ContainerState, ExecOutput, ExecRequest, Exit, HttpHandler, Lifecycle,
+    Runtime, RuntimeError, Signal,
 };
 
 use crate::artifact::{CompileCache, Compiled, ImageSource};
@@ -79,6 +86,11 @@ pub struct WasmtimeRuntime {
     cache: CompileCache,
     source: Arc<dyn ImageSource>,
     prepared: Mutex<HashMap<String, (String, Prepared)>>,
+    /// One preparation at a time per image: pods of a new image that start together wait for
+    /// its one compilation instead of each compiling (and holding) their own.
+    preparing: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// How many artifacts were compiled (not loaded from the cache).
+    compilations: std::sync::atomic::AtomicU64,
     containers: Arc<Mutex<HashMap<String, Container>>>,
 }
 
@@ -93,6 +105,11 @@ fn other(e: impl std::fmt::Display) -> RuntimeError {
 }
 
 impl WasmtimeRuntime {
+    /// How many artifacts this runtime has compiled, rather than loaded from its cache.
+    pub fn compilations(&self) -> u64 {
+        self.compilations.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Builds the engine and linkers and starts the epoch ticker.
     pub fn new(
         config: WasmtimeConfig,
@@ -140,6 +157,8 @@ impl WasmtimeRuntime {
             cache: CompileCache::new(&config.cache_dir).map_err(other)?,
             source,
             prepared: Mutex::new(HashMap::new()),
+            preparing: Mutex::new(HashMap::new()),
+            compilations: std::sync::atomic::AtomicU64::new(0),
             containers: Arc::new(Mutex::new(HashMap::new())),
         })
     }
@@ -258,13 +277,25 @@ impl Runtime for WasmtimeRuntime {
     async fn prepare(&self, image: &str) -> Result<(), RuntimeError> {
         let bytes = self.source.fetch(image).await?;
         let digest = artifact::digest(&bytes);
-        if let Some((known, _)) = self
-            .prepared
+        let is_prepared = || {
+            self.prepared
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(image)
+                .is_some_and(|(known, _)| *known == digest)
+        };
+        if is_prepared() {
+            return Ok(());
+        }
+        let turn = self
+            .preparing
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(image)
-            && *known == digest
-        {
+            .entry(image.to_owned())
+            .or_default()
+            .clone();
+        let _turn = turn.lock().await;
+        if is_prepared() {
             return Ok(());
         }
         let (engine, cache, name) = (self.engine.clone(), self.cache.clone(), image.to_owned());
@@ -273,6 +304,10 @@ impl Runtime for WasmtimeRuntime {
                 .await
                 .map_err(other)??;
         tracing::debug!(image, digest, cached, "prepared Wasm artifact");
+        if !cached {
+            self.compilations
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         let prepared = self.link(image, compiled)?;
         self.prepared
             .lock()
@@ -411,6 +446,17 @@ impl Runtime for WasmtimeRuntime {
         Ok(())
     }
 
+    /// Always fails: [`RuntimeError::NotFound`] for an unknown container, otherwise
+    /// [`RuntimeError::Unsupported`] (see the module documentation for why).
+    async fn exec(&self, id: &str, _request: ExecRequest) -> Result<ExecOutput, RuntimeError> {
+        self.with_container(id, |_| Ok(()))?;
+        Err(RuntimeError::Unsupported(
+            "exec into a Wasm workload: the guest is a single program with no shell or other \
+             commands beside it, and an HTTP component has no lasting instance to run one in"
+                .into(),
+        ))
+    }
+
     fn state(&self, id: &str) -> Option<ContainerState> {
         let containers = self.containers.lock().unwrap_or_else(|e| e.into_inner());
         containers.get(id).map(|c| c.life.borrow().state().clone())
@@ -422,6 +468,11 @@ impl Runtime for WasmtimeRuntime {
             .get(id)
             .and_then(|c| c.handler.clone())
             .map(|h| h as Arc<dyn HttpHandler>)
+    }
+
+    async fn ready(&self) -> Result<(), RuntimeError> {
+        // In process: ready whenever the agent is.
+        Ok(())
     }
 
     fn list(&self) -> HashMap<String, ContainerState> {

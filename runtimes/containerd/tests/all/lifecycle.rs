@@ -90,6 +90,16 @@ async fn a_restarted_runtime_finds_running_and_ended_containers_again() {
     );
     assert_eq!(again.list().len(), 2);
 
+    // The fixture prints its line once its SIGTERM handler is in place; before that, as PID 1,
+    // it would ignore the signal.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&log_path)
+        .unwrap_or_default()
+        .contains("forever: running until stopped")
+    {
+        assert!(std::time::Instant::now() < deadline, "forever did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     again
         .kill("again-running", Signal::Terminate)
         .await

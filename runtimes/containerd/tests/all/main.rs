@@ -3,17 +3,20 @@
 //!
 //! Fixtures: `samples/out/hello-job-container.tar` (hello-job as a native program, built by
 //! `make samples`) is the conformance suite's `hello`; `forever` is built here from
-//! `tests/fixtures/forever.rs` (a static program that stops on SIGTERM, even as PID 1).
+//! `tests/fixtures/forever.rs` (a static program that stops on SIGTERM, even as PID 1, and
+//! is also the exec command: `/forever hello ...`).
 
+mod exec;
 mod import;
 mod lifecycle;
+mod pull;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
 use wharf_containerd::{ContainerdConfig, ContainerdRuntime, ManagedContainerd};
-use wharf_runtime::conformance::{self, Fixtures};
+use wharf_runtime::conformance::{self, ExecSupport, Fixtures};
 
 /// The image name of the `hello` fixture.
 pub const HELLO: &str = "hello-job-container:latest";
@@ -45,8 +48,10 @@ pub fn forever_archive() -> PathBuf {
             std::fs::create_dir_all(&dir).expect("fixture directory");
             let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/forever.rs");
             // Test processes run in parallel (nextest runs one per test): each builds under
-            // its own name and renames into place, which is atomic.
-            let own = |name: &str| dir.join(format!("{name}.{}", std::process::id()));
+            // its own name and renames into place, which is atomic. The process id comes first:
+            // rustc names its intermediate object files after the output's stem (the name up
+            // to its first dot), which must differ between the builds too.
+            let own = |name: &str| dir.join(format!("{}-{name}", std::process::id()));
             let binary = dir.join("forever");
             let status = Command::new("rustc")
                 .args([
@@ -82,6 +87,12 @@ pub fn forever_archive() -> PathBuf {
             archive
         })
         .clone()
+}
+
+/// The exec command of the conformance suite: the `forever` fixture's `hello` mode, which
+/// behaves as [`ExecSupport::Command`] describes.
+pub fn exec_command() -> Vec<String> {
+    vec!["/forever".into(), "hello".into()]
 }
 
 /// A private containerd and a runtime connected to it. Fields drop in order: the runtime,
@@ -131,6 +142,7 @@ impl Node {
         Fixtures {
             hello: HELLO.into(),
             forever: FOREVER.into(),
+            exec: ExecSupport::Command(exec_command()),
         }
     }
 
@@ -185,4 +197,38 @@ async fn a_missing_containerd_binary_is_a_clear_error() {
         .await
         .expect_err("no binary");
     assert!(err.to_string().contains("/nonexistent/containerd"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_managed_containerd_that_dies_is_started_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let containerd = ManagedContainerd::start(Path::new("containerd"), dir.path())
+        .await
+        .expect("start containerd");
+    let first = containerd.pid();
+    std::process::Command::new("kill")
+        .args(["-9", &first.to_string()])
+        .status()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let pid = containerd.pid();
+        if pid != 0 && pid != first {
+            let runtime = ContainerdRuntime::connect(Node::config(&containerd, dir.path())).await;
+            if runtime.is_ok() {
+                break;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "containerd was not started again"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let second = containerd.pid();
+    drop(containerd);
+    assert!(
+        !Path::new(&format!("/proc/{second}")).exists(),
+        "the restarted containerd {second} was stopped with its owner"
+    );
 }

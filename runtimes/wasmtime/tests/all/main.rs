@@ -8,7 +8,7 @@ mod http;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use wharf_runtime::conformance::{self, Fixtures};
+use wharf_runtime::conformance::{self, ExecSupport, Fixtures};
 use wharf_wasmtime::artifact::DirectorySource;
 use wharf_wasmtime::{WasmtimeConfig, WasmtimeRuntime};
 
@@ -56,6 +56,7 @@ async fn the_wasmtime_runtime_passes_the_conformance_suite_with_a_component() {
     let fixtures = Fixtures {
         hello: "hello-job:latest".into(),
         forever: wat_image(dir.path(), "forever", FOREVER),
+        exec: ExecSupport::Unsupported,
     };
     conformance::run_all(&runtime, &fixtures, dir.path()).await;
 }
@@ -67,6 +68,23 @@ async fn the_wasmtime_runtime_passes_the_conformance_suite_with_a_core_module() 
     let fixtures = Fixtures {
         hello: "hello-job-p1:latest".into(),
         forever: wat_image(dir.path(), "forever", FOREVER),
+        exec: ExecSupport::Unsupported,
     };
     conformance::run_all(&runtime, &fixtures, dir.path()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_of_a_new_image_that_start_together_share_one_compilation() {
+    use wharf_runtime::Runtime;
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = Arc::new(runtime(dir.path(), &dir.path().join("cache")));
+    let mut prepares = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let runtime = runtime.clone();
+        prepares.spawn(async move { runtime.prepare("hello-http:latest").await });
+    }
+    while let Some(prepared) = prepares.join_next().await {
+        prepared.unwrap().expect("prepared");
+    }
+    assert_eq!(runtime.compilations(), 1);
 }
