@@ -11,8 +11,9 @@ say() { echo "setup: $*" >&2; }
 # Debian packages. protobuf-compiler is for containerd-client's build; python3-venv for the
 # test clients; curl for the scripts; docker-registry is the local OCI registry the tests pull
 # Wasm artifacts from; containerd and runc run container pods (the containerd runtime's tests
-# start their own containerd).
-PACKAGES=(protobuf-compiler python3-venv curl ca-certificates docker-registry containerd runc)
+# start their own containerd); the CNI plugins and `ip` give each container pod its network.
+PACKAGES=(protobuf-compiler python3-venv curl ca-certificates docker-registry containerd runc
+  containernetworking-plugins iproute2)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -7,6 +7,7 @@
 
 pub mod images;
 pub mod logs;
+pub mod network;
 pub mod spec;
 pub mod status;
 pub mod worker;
@@ -28,6 +29,8 @@ use wharf_store::EventKind;
 
 /// How often the node's Lease is renewed (Kubernetes' kubelet: every 10 s, 40 s lease).
 pub const LEASE_RENEW: Duration = Duration::from_secs(10);
+/// How often the container runtime is asked whether it is ready.
+pub const RUNTIME_CHECK: Duration = Duration::from_secs(1);
 
 /// Settings of one node agent.
 #[derive(Clone, Debug)]
@@ -64,6 +67,8 @@ pub struct ContainerRuntime {
     pub importer: Arc<dyn ImageImporter>,
     /// The control plane's artifact store, where `wharf image import` puts archives.
     pub archives: Arc<wharf_apiserver::artifacts::ArtifactStore>,
+    /// The pod networks its containers join; `None` runs them on the node's network.
+    pub networks: Option<Arc<network::PodNetworks>>,
 }
 
 struct PodEntry {
@@ -82,6 +87,8 @@ pub struct Agent {
     containers: Option<ContainerRuntime>,
     pods: Mutex<HashMap<String, PodEntry>>,
     handlers: Mutex<PodHandlers>,
+    /// Why the container runtime is not ready; `None` while it is.
+    container_runtime_problem: watch::Sender<Option<String>>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -111,6 +118,7 @@ impl Agent {
             containers,
             pods: Mutex::new(HashMap::new()),
             handlers: Mutex::new(HashMap::new()),
+            container_runtime_problem: watch::channel(None).0,
         })
     }
 
@@ -240,7 +248,18 @@ impl Agent {
         std::fs::write(&path, &archive).map_err(|e| RuntimeError::Other(e.to_string()))?;
         let imported = containers.importer.import(&path).await;
         let _ = std::fs::remove_file(&path);
-        let names = imported?;
+        let names = imported.map_err(|error| {
+            let detail = match error {
+                RuntimeError::InvalidArtifact { detail, .. } => detail,
+                other => other.to_string(),
+            };
+            RuntimeError::InvalidArtifact {
+                image: image.to_owned(),
+                detail: format!(
+                    "the archive uploaded with `wharf image import` is damaged: {detail}"
+                ),
+            }
+        })?;
         tracing::info!(
             image,
             ?names,
@@ -257,7 +276,6 @@ impl Agent {
         if self.containers.is_some() {
             runtimes.push("runc");
         }
-        let now = wharf_apiserver::meta::now_rfc3339();
         let capacity = json!({
             "cpu": cpus.to_string(),
             "memory": format!("{}Ki", memory / 1024),
@@ -284,11 +302,7 @@ impl Agent {
                     {"type": "Hostname", "address": self.config.node_name},
                 ],
                 "daemonEndpoints": {"kubeletEndpoint": {"Port": self.config.agent_port}},
-                "conditions": [{
-                    "type": "Ready", "status": "True", "reason": "WharfAgentReady",
-                    "message": "the Wharf agent is posting ready status",
-                    "lastHeartbeatTime": now, "lastTransitionTime": now,
-                }],
+                "conditions": self.node_conditions(),
                 "nodeInfo": {
                     "kubeletVersion": "v1.37.0-wharf",
                     "containerRuntimeVersion": format!("wasmtime://48.0.8{}", if self.containers.is_some() { ",containerd://1.6" } else { "" }),
@@ -299,6 +313,82 @@ impl Agent {
                 },
             },
         })
+    }
+
+    /// The node's conditions: Ready (the agent runs; Wasm pods can always start), and, with a
+    /// container runtime, ContainerRuntimeReady (whether containerd answers).
+    fn node_conditions(&self) -> Value {
+        let now = wharf_apiserver::meta::now_rfc3339();
+        let mut conditions = vec![json!({
+            "type": "Ready", "status": "True", "reason": "WharfAgentReady",
+            "message": "the Wharf agent is posting ready status",
+            "lastHeartbeatTime": now, "lastTransitionTime": now,
+        })];
+        if self.containers.is_some() {
+            let problem = self.container_runtime_problem.borrow().clone();
+            conditions.push(json!({
+                "type": "ContainerRuntimeReady",
+                "status": if problem.is_none() { "True" } else { "False" },
+                "reason": if problem.is_none() { "ContainerdReady" } else { "ContainerdUnavailable" },
+                "message": problem.unwrap_or_else(|| "containerd answers".into()),
+                "lastHeartbeatTime": now, "lastTransitionTime": now,
+            }));
+        }
+        json!(conditions)
+    }
+
+    /// Why the container runtime cannot take work now (`None`: it can), to watch.
+    pub fn container_runtime_problem(&self) -> watch::Receiver<Option<String>> {
+        self.container_runtime_problem.subscribe()
+    }
+
+    /// Asks the container runtime whether it is ready; on a change, reports it on the Node
+    /// (and, through [`Agent::container_runtime_problem`], on the pods that use it).
+    async fn check_container_runtime(&self) {
+        let Some(containers) = &self.containers else {
+            return;
+        };
+        let problem = containers
+            .runtime
+            .ready()
+            .await
+            .err()
+            .map(|e| e.to_string());
+        let changed = self.container_runtime_problem.send_if_modified(|current| {
+            let changed = *current != problem;
+            *current = problem.clone();
+            changed
+        });
+        if !changed {
+            return;
+        }
+        match &problem {
+            Some(problem) => tracing::warn!(%problem, "the container runtime is not ready"),
+            None => tracing::info!("the container runtime is ready again"),
+        }
+        let patch = json!({"status": {"conditions": self.node_conditions()}});
+        if let Err(error) = self
+            .registry
+            .patch(
+                node_resource(),
+                None,
+                &self.config.node_name,
+                PatchType::Merge,
+                &patch,
+                Part::Status,
+                &WriteOptions::default(),
+            )
+            .await
+        {
+            tracing::warn!(%error, "cannot report the container runtime on the node");
+        }
+    }
+
+    /// Whether `runtime` is the node's container runtime.
+    fn is_container_runtime(&self, runtime: &Arc<dyn Runtime>) -> bool {
+        self.containers
+            .as_ref()
+            .is_some_and(|c| Arc::ptr_eq(runtime, &c.runtime))
     }
 
     /// Registers (or refreshes) the Node.
@@ -381,6 +471,40 @@ impl Agent {
         }
     }
 
+    /// The node's pod networks, if its containers get their own.
+    pub fn container_networks(&self) -> Option<&Arc<network::PodNetworks>> {
+        self.containers.as_ref()?.networks.as_ref()
+    }
+
+    /// The pod networks for containers of `runtime`: containerd's containers get one network
+    /// namespace per pod; in-process Wasm needs none.
+    fn pod_networks_for(&self, runtime: &Arc<dyn Runtime>) -> Option<&Arc<network::PodNetworks>> {
+        if self.is_container_runtime(runtime) {
+            self.container_networks()
+        } else {
+            None
+        }
+    }
+
+    /// Removes the networks of pods that are no longer running here (deleted while the agent
+    /// was down); the pods being run keep theirs.
+    async fn remove_stale_networks(&self) {
+        let Some(networks) = self.container_networks() else {
+            return;
+        };
+        let live: std::collections::HashSet<String> = self
+            .pods
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        let removed = networks.remove_stale(&live).await;
+        if removed > 0 {
+            tracing::info!(removed, "removed the networks of pods that are gone");
+        }
+    }
+
     fn is_mine(&self, pod: &Value) -> bool {
         pod.pointer("/spec/nodeName").and_then(Value::as_str)
             == Some(self.config.node_name.as_str())
@@ -448,6 +572,8 @@ impl Agent {
         }
         tracing::info!(node = %self.config.node_name, "node registered");
         let mut lease = tokio::time::interval(LEASE_RENEW);
+        let mut runtime_check = tokio::time::interval(RUNTIME_CHECK);
+        runtime_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let pods = resources::find("", "v1", "pods").expect("served");
         'watching: loop {
             let page = match self
@@ -465,6 +591,7 @@ impl Agent {
             for pod in page.items.into_iter().filter(|p| self.is_mine(p)) {
                 self.offer_pod(pod);
             }
+            self.remove_stale_networks().await;
             let mut watch = match self.registry.watch(pods, None, page.revision).await {
                 Ok(watch) => watch,
                 Err(error) => {
@@ -475,6 +602,7 @@ impl Agent {
             loop {
                 tokio::select! {
                     () = &mut stopping => break 'watching,
+                    _ = runtime_check.tick() => self.check_container_runtime().await,
                     _ = lease.tick() => {
                         if let Err(error) = self.renew_lease().await {
                             tracing::warn!(%error, "cannot renew the node lease");
@@ -495,6 +623,13 @@ impl Agent {
                     }
                 }
             }
+        }
+        // Pods that keep running (containers outlive the agent) keep the bridge; a node with no
+        // container pods left removes it.
+        if let Some(networks) = self.container_networks()
+            && let Err(error) = networks.remove_bridge_if_unused().await
+        {
+            tracing::warn!(%error, "cannot remove the pod bridge");
         }
         tracing::info!("node agent stopped");
     }

@@ -57,13 +57,73 @@ pub fn limits(container: &Value) -> Limits {
     }
 }
 
-/// Command and arguments: `command` followed by `args`.
-pub fn args(container: &Value) -> Vec<String> {
-    ["command", "args"]
-        .iter()
-        .flat_map(|field| container[*field].as_array().cloned().unwrap_or_default())
+/// A list of strings of the container spec (`command`, `args`); empty when absent.
+pub fn strings(container: &Value, field: &str) -> Vec<String> {
+    container[field]
+        .as_array()
+        .into_iter()
+        .flatten()
         .filter_map(|v| v.as_str().map(str::to_owned))
         .collect()
+}
+
+/// Kubernetes' service links (`enableServiceLinks`, on by default): for every Service with a
+/// cluster IP in the pod's namespace, `NAME_SERVICE_HOST`, `NAME_SERVICE_PORT` (the first
+/// port), `NAME_SERVICE_PORT_PORTNAME`, and the Docker-link style `NAME_PORT*` variables, with
+/// the name upper-cased and `-` as `_`. Sorted by Service name, as the kubelet does.
+pub fn service_links(services: &[Value]) -> Vec<(String, String)> {
+    let mut services: Vec<&Value> = services
+        .iter()
+        .filter(|s| {
+            s["spec"]["clusterIP"]
+                .as_str()
+                .is_some_and(|ip| !ip.is_empty() && ip != "None")
+        })
+        .collect();
+    services.sort_by_key(|s| s["metadata"]["name"].as_str().unwrap_or(""));
+    let mut env = Vec::new();
+    for service in services {
+        let name = service["metadata"]["name"]
+            .as_str()
+            .unwrap_or("")
+            .to_uppercase()
+            .replace('-', "_");
+        let ip = service["spec"]["clusterIP"].as_str().unwrap_or("");
+        let ports = service["spec"]["ports"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let Some(first) = ports.first() else {
+            continue;
+        };
+        env.push((format!("{name}_SERVICE_HOST"), ip.to_owned()));
+        env.push((format!("{name}_SERVICE_PORT"), first["port"].to_string()));
+        for port in &ports {
+            if let Some(port_name) = port["name"].as_str().filter(|n| !n.is_empty()) {
+                env.push((
+                    format!(
+                        "{name}_SERVICE_PORT_{}",
+                        port_name.to_uppercase().replace('-', "_")
+                    ),
+                    port["port"].to_string(),
+                ));
+            }
+        }
+        let protocol = |port: &Value| port["protocol"].as_str().unwrap_or("TCP").to_lowercase();
+        env.push((
+            format!("{name}_PORT"),
+            format!("{}://{ip}:{}", protocol(first), first["port"]),
+        ));
+        for port in &ports {
+            let (number, proto) = (&port["port"], protocol(port));
+            let prefix = format!("{name}_PORT_{number}_{}", proto.to_uppercase());
+            env.push((prefix.clone(), format!("{proto}://{ip}:{number}")));
+            env.push((format!("{prefix}_PROTO"), proto.clone()));
+            env.push((format!("{prefix}_PORT"), number.to_string()));
+            env.push((format!("{prefix}_ADDR"), ip.to_owned()));
+        }
+    }
+    env
 }
 
 /// Reads a ConfigMap's or Secret's data as (key, text) pairs; `None` if it does not exist.
@@ -102,7 +162,7 @@ async fn source_data(
     Ok(Some(pairs))
 }
 
-fn field_ref(pod: &Value, path: &str, host_ip: &str) -> Option<String> {
+fn field_ref(pod: &Value, path: &str, host_ip: &str, pod_ip: &str) -> Option<String> {
     let text = |p: &str| pod.pointer(p).and_then(Value::as_str).map(str::to_owned);
     match path {
         "metadata.name" => text("/metadata/name"),
@@ -110,7 +170,8 @@ fn field_ref(pod: &Value, path: &str, host_ip: &str) -> Option<String> {
         "metadata.uid" => text("/metadata/uid"),
         "spec.nodeName" => text("/spec/nodeName"),
         "spec.serviceAccountName" => text("/spec/serviceAccountName"),
-        "status.podIP" | "status.hostIP" => Some(host_ip.to_owned()),
+        "status.hostIP" => Some(host_ip.to_owned()),
+        "status.podIP" => Some(pod_ip.to_owned()),
         _ => {
             // metadata.labels['x'] and metadata.annotations['x'].
             let (map, key) = path.strip_suffix("']")?.split_once("['")?;
@@ -125,12 +186,14 @@ fn field_ref(pod: &Value, path: &str, host_ip: &str) -> Option<String> {
 }
 
 /// The container's environment, in Kubernetes' order: `envFrom` first, then `env` (later
-/// entries win), with `$(VAR)` references to earlier variables expanded.
+/// entries win), with `$(VAR)` references to earlier variables expanded. `host_ip` and `pod_ip`
+/// answer the `status.hostIP` and `status.podIP` field references.
 pub async fn environment(
     registry: &Registry,
     pod: &Value,
     container: &Value,
     host_ip: &str,
+    pod_ip: &str,
 ) -> Result<Vec<(String, String)>, ConfigError> {
     let namespace = pod["metadata"]["namespace"].as_str().unwrap_or("default");
     let mut env: Vec<(String, String)> = Vec::new();
@@ -167,7 +230,7 @@ pub async fn environment(
         }
         let from = &entry["valueFrom"];
         let value = if let Some(path) = from["fieldRef"]["fieldPath"].as_str() {
-            field_ref(pod, path, host_ip)
+            field_ref(pod, path, host_ip, pod_ip)
                 .ok_or_else(|| format!("unsupported fieldRef {path:?} for env {name:?}"))?
         } else {
             let (kind, reference) = if from["secretKeyRef"].is_object() {
@@ -323,6 +386,7 @@ fn write_files(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn quantities_parse_like_kubernetes() {
@@ -344,8 +408,36 @@ mod tests {
     }
 
     #[test]
-    fn command_and_args_are_joined() {
+    fn command_and_args_are_read_apart() {
         let c = serde_json::json!({"command": ["run"], "args": ["--fast", "x"]});
-        assert_eq!(args(&c), ["run", "--fast", "x"]);
+        assert_eq!(strings(&c, "command"), ["run"]);
+        assert_eq!(strings(&c, "args"), ["--fast", "x"]);
+        assert!(strings(&json!({}), "command").is_empty());
+    }
+
+    #[test]
+    fn service_links_follow_kubernetes_names() {
+        let services = [
+            json!({"metadata": {"name": "hello-container"},
+                   "spec": {"clusterIP": "10.96.0.5",
+                            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]}}),
+            json!({"metadata": {"name": "headless"}, "spec": {"clusterIP": "None",
+                   "ports": [{"port": 1}]}}),
+            json!({"metadata": {"name": "api"}, "spec": {"clusterIP": "10.96.0.9",
+                   "ports": [{"port": 80}, {"port": 9090, "name": "metrics"}]}}),
+        ];
+        let env: std::collections::HashMap<String, String> =
+            service_links(&services).into_iter().collect();
+        assert_eq!(env["HELLO_CONTAINER_SERVICE_HOST"], "10.96.0.5");
+        assert_eq!(env["HELLO_CONTAINER_SERVICE_PORT"], "8080");
+        assert_eq!(env["HELLO_CONTAINER_SERVICE_PORT_HTTP"], "8080");
+        assert_eq!(env["HELLO_CONTAINER_PORT"], "tcp://10.96.0.5:8080");
+        assert_eq!(env["HELLO_CONTAINER_PORT_8080_TCP_ADDR"], "10.96.0.5");
+        assert_eq!(env["API_SERVICE_PORT"], "80");
+        assert_eq!(env["API_SERVICE_PORT_METRICS"], "9090");
+        assert_eq!(env["API_PORT_9090_TCP"], "tcp://10.96.0.9:9090");
+        assert!(!env.keys().any(|k| k.starts_with("HEADLESS")));
+        // Sorted by Service name: api before hello-container.
+        assert_eq!(service_links(&services)[0].0, "API_SERVICE_HOST");
     }
 }

@@ -163,16 +163,42 @@ fn condition(kind: &str, ok: bool, now: SystemTime, reason: Option<&str>) -> Val
     condition
 }
 
-/// The full pod status. `previous` is the pod's current status: conditions that did not change
-/// keep their transition time, and conditions the agent does not own (PodScheduled) are kept.
-pub fn pod_status(
-    views: &[ContainerView],
-    restart_policy: &str,
-    previous: &Value,
-    host_ip: &str,
-    started: SystemTime,
-    now: SystemTime,
-) -> Value {
+/// What a pod's status is made of.
+#[derive(Clone, Copy, Debug)]
+pub struct PodFacts<'a> {
+    /// The pod's containers as the agent sees them.
+    pub views: &'a [ContainerView],
+    /// `spec.restartPolicy`.
+    pub restart_policy: &'a str,
+    /// The pod's current status: conditions that did not change keep their transition time,
+    /// and conditions the agent does not own (PodScheduled) are kept.
+    pub previous: &'a Value,
+    /// The node's address.
+    pub host_ip: &'a str,
+    /// The pod's own address (the node's for pods on the node's network; empty while a
+    /// container pod's network is being set up).
+    pub pod_ip: &'a str,
+    /// For pods on the container runtime: `Some(None)` while it is ready, `Some(Some(why))`
+    /// while it is not (reported as the `ContainerRuntimeReady` condition). `None` for others.
+    pub container_runtime: Option<Option<&'a str>>,
+    /// When the agent started the pod.
+    pub started: SystemTime,
+    /// Now.
+    pub now: SystemTime,
+}
+
+/// The full pod status.
+pub fn pod_status(facts: &PodFacts<'_>) -> Value {
+    let PodFacts {
+        views,
+        restart_policy,
+        previous,
+        host_ip,
+        pod_ip,
+        container_runtime,
+        started,
+        now,
+    } = *facts;
     let phase = pod_phase(views, restart_policy);
     let ready = !views.is_empty()
         && views
@@ -194,12 +220,26 @@ pub fn pod_status(
         .filter(|c| c["type"] == "PodScheduled")
         .cloned()
         .collect();
-    let mine = [
+    let mut mine = vec![
         condition("PodReadyToStartContainers", true, now, None),
         condition("Initialized", true, now, None),
         condition("Ready", ready, now, not_ready_reason),
         condition("ContainersReady", ready, now, not_ready_reason),
     ];
+    if let Some(problem) = container_runtime {
+        // Containers keep running (and serving) while containerd is away; what cannot happen
+        // is starting, restarting or stopping them. The condition says so.
+        let mut runtime = condition(
+            "ContainerRuntimeReady",
+            problem.is_none(),
+            now,
+            problem.map(|_| "ContainerRuntimeUnavailable"),
+        );
+        if let Some(problem) = problem {
+            runtime["message"] = json!(problem);
+        }
+        mine.push(runtime);
+    }
     for mut fresh in mine {
         if let Some(old) = previous_conditions
             .iter()
@@ -215,8 +255,8 @@ pub fn pod_status(
         "conditions": conditions,
         "hostIP": host_ip,
         "hostIPs": [{"ip": host_ip}],
-        "podIP": host_ip,
-        "podIPs": [{"ip": host_ip}],
+        "podIP": (!pod_ip.is_empty()).then_some(pod_ip),
+        "podIPs": if pod_ip.is_empty() { json!([]) } else { json!([{"ip": pod_ip}]) },
         "startTime": time(started),
         "qosClass": "BestEffort",
         "containerStatuses": views.iter().map(container_status).collect::<Vec<_>>(),
@@ -303,15 +343,19 @@ mod tests {
             {"type": "Ready", "status": "False", "lastTransitionTime": "2026-01-01T00:00:01Z"},
         ]});
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(500);
-        let status = pod_status(
-            &[failed],
-            "Never",
-            &previous,
-            "127.0.0.1",
-            SystemTime::UNIX_EPOCH,
+        let status = pod_status(&PodFacts {
+            views: &[failed],
+            restart_policy: "Never",
+            previous: &previous,
+            host_ip: "127.0.0.1",
+            pod_ip: "10.88.0.9",
+            container_runtime: None,
+            started: SystemTime::UNIX_EPOCH,
             now,
-        );
+        });
         assert_eq!(status["phase"], "Failed");
+        assert_eq!(status["hostIP"], "127.0.0.1");
+        assert_eq!(status["podIP"], "10.88.0.9");
         let container = &status["containerStatuses"][0];
         assert_eq!(container["state"]["terminated"]["exitCode"], 3);
         assert_eq!(container["lastState"]["terminated"]["exitCode"], 3);
@@ -337,6 +381,56 @@ mod tests {
         assert_eq!(
             ready["lastTransitionTime"], "2026-01-01T00:00:01Z",
             "unchanged condition keeps its time"
+        );
+    }
+
+    #[test]
+    fn container_pods_report_whether_their_runtime_is_ready() {
+        let running = view(
+            Phase::Running {
+                started_at: SystemTime::UNIX_EPOCH,
+            },
+            0,
+        );
+        let facts = |previous, problem| PodFacts {
+            views: std::slice::from_ref(&running),
+            restart_policy: "Always",
+            previous,
+            host_ip: "127.0.0.1",
+            pod_ip: "10.88.0.9",
+            container_runtime: Some(problem),
+            started: SystemTime::UNIX_EPOCH,
+            now: SystemTime::UNIX_EPOCH + Duration::from_secs(60),
+        };
+        let runtime_condition = |status: &Value| {
+            status["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == "ContainerRuntimeReady")
+                .cloned()
+                .unwrap()
+        };
+        let down = pod_status(&facts(&Value::Null, Some("containerd does not answer")));
+        let condition = runtime_condition(&down);
+        assert_eq!(condition["status"], "False");
+        assert_eq!(condition["reason"], "ContainerRuntimeUnavailable");
+        assert_eq!(condition["message"], "containerd does not answer");
+        // The containers still run: the pod stays Running and Ready.
+        assert_eq!(down["phase"], "Running");
+        let up = pod_status(&facts(&down, None));
+        assert_eq!(runtime_condition(&up)["status"], "True");
+        // Wasm pods have no such condition.
+        let wasm = pod_status(&PodFacts {
+            container_runtime: None,
+            ..facts(&Value::Null, None)
+        });
+        assert!(
+            !wasm["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["type"] == "ContainerRuntimeReady")
         );
     }
 }

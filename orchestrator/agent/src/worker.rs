@@ -16,9 +16,10 @@ use tokio::sync::{mpsc, watch};
 use wharf_apiserver::ApiError;
 use wharf_apiserver::registry::{DeleteOptions, Part, PatchType, WriteOptions};
 use wharf_apiserver::resources;
-use wharf_runtime::{ContainerConfig, Exit, Runtime, RuntimeError, Signal};
+use wharf_runtime::{ContainerConfig, ContainerState, Exit, Mount, Runtime, RuntimeError, Signal};
 
 use crate::Agent;
+use crate::network::{NetworkError, PodNetwork};
 use crate::spec;
 use crate::status::{self, ContainerView, Phase};
 
@@ -37,6 +38,13 @@ struct PodContext {
     name: String,
     dir: PathBuf,
     restart_policy: String,
+    /// `spec.hostNetwork`: the pod's containers share the node's network.
+    host_network: bool,
+    /// The pod's network namespace and IP, once a container that needs them is created.
+    network: tokio::sync::OnceCell<PodNetwork>,
+    /// Whether a container of the pod runs on the container runtime (so its readiness is
+    /// reported on the pod).
+    on_container_runtime: std::sync::atomic::AtomicBool,
 }
 
 /// Runs a pod until it is deleted.
@@ -65,6 +73,9 @@ pub async fn run_pod(agent: Arc<Agent>, mut updates: PodUpdates) {
             .as_str()
             .unwrap_or("Always")
             .to_owned(),
+        host_network: pod["spec"]["hostNetwork"] == true,
+        network: tokio::sync::OnceCell::new(),
+        on_container_runtime: std::sync::atomic::AtomicBool::new(false),
         agent: agent.clone(),
         uid: uid.clone(),
         namespace,
@@ -111,29 +122,19 @@ pub async fn run_pod(agent: Arc<Agent>, mut updates: PodUpdates) {
     drop(report);
     let mut current_status = pod["status"].clone();
     let mut stopping = false;
+    let mut runtime_problem = agent.container_runtime_problem();
     loop {
-        tokio::select! {
+        let refresh = tokio::select! {
             Some((index, view)) = reports.recv() => {
                 views[index] = view;
                 // Take whatever else arrived too, then write once.
                 while let Ok((index, view)) = reports.try_recv() {
                     views[index] = view;
                 }
-                let status = status::pod_status(
-                    &views,
-                    &context.restart_policy,
-                    &current_status,
-                    &agent.config.node_ip,
-                    started,
-                    SystemTime::now(),
-                );
-                if status != current_status {
-                    match write_status(&context, &status).await {
-                        Ok(()) => current_status = status,
-                        Err(ApiError::NotFound(_) | ApiError::Conflict(..)) => {}
-                        Err(error) => tracing::warn!(pod = %context.name, %error, "cannot write pod status"),
-                    }
-                }
+                true
+            }
+            Ok(()) = runtime_problem.changed() => {
+                context.on_container_runtime.load(std::sync::atomic::Ordering::Relaxed)
             }
             changed = updates.changed(), if !stopping => {
                 let latest = if changed.is_ok() { updates.borrow_and_update().clone() } else { None };
@@ -153,16 +154,36 @@ pub async fn run_pod(agent: Arc<Agent>, mut updates: PodUpdates) {
                     }
                     Some(_) => {}
                 }
+                false
             }
             finished = tasks.join_next(), if stopping => {
                 if finished.is_none() {
                     break;
                 }
+                false
+            }
+        };
+        if refresh {
+            let status = pod_status(&context, &views, &current_status, started, &runtime_problem);
+            if status != current_status {
+                match write_status(&context, &status).await {
+                    Ok(()) => current_status = status,
+                    Err(ApiError::NotFound(_) | ApiError::Conflict(..)) => {}
+                    Err(error) => {
+                        tracing::warn!(pod = %context.name, %error, "cannot write pod status")
+                    }
+                }
             }
         }
     }
-    // Every container has stopped: remove the pod for good (Kubernetes' kubelet deletes with
-    // a grace period of 0 once the containers are gone).
+    // Every container has stopped: remove the pod's network, then the pod for good
+    // (Kubernetes' kubelet deletes with a grace period of 0 once the containers are gone).
+    if context.network.initialized()
+        && let Some(networks) = agent.container_networks()
+        && let Err(error) = networks.detach(&context.uid).await
+    {
+        tracing::warn!(pod = %context.name, %error, "cannot remove the pod network");
+    }
     let _ = context
         .agent
         .registry
@@ -180,6 +201,39 @@ pub async fn run_pod(agent: Arc<Agent>, mut updates: PodUpdates) {
     let _ = std::fs::remove_dir_all(&context.dir);
     agent.forget_pod(&uid);
     tracing::info!(pod = %context.name, namespace = %context.namespace, "pod stopped and removed");
+}
+
+/// The pod's status from what its containers report and what the node knows.
+fn pod_status(
+    context: &PodContext,
+    views: &[ContainerView],
+    current: &Value,
+    started: SystemTime,
+    runtime_problem: &watch::Receiver<Option<String>>,
+) -> Value {
+    let agent = &context.agent;
+    let problem = runtime_problem.borrow().clone();
+    let on_containers = context
+        .on_container_runtime
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let pod_ip = match context.network.get() {
+        Some(network) => network.ip.to_string(),
+        // A container pod has no address until its network is set up.
+        None if on_containers && !context.host_network && agent.container_networks().is_some() => {
+            String::new()
+        }
+        None => agent.config.node_ip.clone(),
+    };
+    status::pod_status(&status::PodFacts {
+        views,
+        restart_policy: &context.restart_policy,
+        previous: current,
+        host_ip: &agent.config.node_ip,
+        pod_ip: &pod_ip,
+        container_runtime: on_containers.then_some(problem.as_deref()),
+        started,
+        now: SystemTime::now(),
+    })
 }
 
 async fn write_status(context: &PodContext, status: &Value) -> Result<(), ApiError> {
@@ -230,8 +284,8 @@ fn waiting(reason: &str, message: impl Into<String>) -> Phase {
 /// The reason Kubernetes shows for a runtime error while preparing or starting.
 fn waiting_reason(error: &RuntimeError) -> &'static str {
     match error {
-        RuntimeError::ImageNotFound { .. } => "ErrImagePull",
-        RuntimeError::InvalidArtifact { .. } => "InvalidImageName",
+        // Kubernetes says ErrImagePull for any image that cannot be had, missing or broken.
+        RuntimeError::ImageNotFound { .. } | RuntimeError::InvalidArtifact { .. } => "ErrImagePull",
         RuntimeError::StartFailed(_) => "CreateContainerError",
         RuntimeError::Unavailable(_) => "RuntimeUnavailable",
         _ => "CreateContainerError",
@@ -272,7 +326,27 @@ async fn run_container(
                 continue;
             }
         };
-        let config = match container_config(&context, &pod, &container, &view).await {
+        if agent.is_container_runtime(&runtime) {
+            context
+                .on_container_runtime
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        let network = match pod_network(&context, &runtime).await {
+            Ok(network) => network,
+            Err(error) => {
+                view.phase = waiting(
+                    "ContainerCreating",
+                    format!("cannot set up the pod network: {error}"),
+                );
+                publish(&view).await;
+                failures += 1;
+                if sleep_or_stop(status::backoff(failures - 1), &mut stop).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        let config = match container_config(&context, &pod, &container, &view, network).await {
             Ok(config) => config,
             Err(message) => {
                 view.phase = waiting("CreateContainerConfigError", message);
@@ -286,7 +360,20 @@ async fn run_container(
         let id = config.id.clone();
         let started_at = SystemTime::now();
         let run_started = Instant::now();
+        // A container that kept running while the agent was away is taken over as it is.
+        let resumed = match runtime.state(&id) {
+            Some(ContainerState::Running) => true,
+            Some(_) => {
+                let _ = runtime.delete(&id).await;
+                false
+            }
+            None => false,
+        };
         let start = async {
+            if resumed {
+                tracing::info!(pod = %context.name, container = %view.name, "re-attached to a running container");
+                return Ok(());
+            }
             runtime.create(config).await?;
             runtime.start(&id).await
         };
@@ -370,17 +457,88 @@ async fn stop_container(
     runtime.wait(id).await
 }
 
+/// The pod's network for a container on `runtime`: created with the first container that
+/// needs one (container runtimes, unless `hostNetwork`), shared by the others.
+async fn pod_network(
+    context: &PodContext,
+    runtime: &Arc<dyn Runtime>,
+) -> Result<Option<PodNetwork>, NetworkError> {
+    if context.host_network {
+        return Ok(None);
+    }
+    let Some(networks) = context.agent.pod_networks_for(runtime) else {
+        return Ok(None);
+    };
+    let network = context
+        .network
+        .get_or_try_init(|| networks.attach(&context.uid))
+        .await?;
+    Ok(Some(network.clone()))
+}
+
+/// The pod's `/etc/hosts` (the kubelet writes one per pod too): localhost and the pod's own
+/// name at its IP.
+fn hosts_file(context: &PodContext, network: &PodNetwork) -> Result<Mount, String> {
+    let path = context.dir.join("etc-hosts");
+    let text = format!(
+        "# Kubernetes-managed hosts file (written by the Wharf agent).\n\
+         127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{}\t{}\n",
+        network.ip, context.name
+    );
+    std::fs::create_dir_all(&context.dir)
+        .and_then(|()| std::fs::write(&path, text))
+        .map_err(|e| format!("cannot write the pod's hosts file: {e}"))?;
+    Ok(Mount {
+        host_path: path,
+        container_path: "/etc/hosts".into(),
+        read_only: false,
+    })
+}
+
 async fn container_config(
     context: &PodContext,
     pod: &Value,
     container: &Value,
     view: &ContainerView,
+    network: Option<PodNetwork>,
 ) -> Result<ContainerConfig, String> {
     let agent = &context.agent;
     // Kubernetes gives every container HOSTNAME (the pod name) before its own variables.
     let mut env = vec![("HOSTNAME".to_owned(), context.name.clone())];
-    env.extend(spec::environment(&agent.registry, pod, container, &agent.config.node_ip).await?);
-    let mounts = spec::mounts(&agent.registry, pod, container, &context.dir).await?;
+    let pod_ip = network
+        .as_ref()
+        .map_or_else(|| agent.config.node_ip.clone(), |n| n.ip.to_string());
+    let own = spec::environment(
+        &agent.registry,
+        pod,
+        container,
+        &agent.config.node_ip,
+        &pod_ip,
+    )
+    .await?;
+    if pod["spec"]["enableServiceLinks"] != false {
+        let services = agent
+            .registry
+            .list(
+                resources::find("", "v1", "services").expect("served"),
+                Some(&context.namespace),
+                &wharf_apiserver::registry::ListOptions::default(),
+            )
+            .await
+            .map_err(|e| format!("cannot list the namespace's Services: {e}"))?;
+        env.extend(
+            spec::service_links(&services.items)
+                .into_iter()
+                .filter(|(name, _)| !own.iter().any(|(n, _)| n == name)),
+        );
+    }
+    env.extend(own);
+    let mut mounts = spec::mounts(&agent.registry, pod, container, &context.dir).await?;
+    if let Some(network) = &network
+        && !mounts.iter().any(|m| m.container_path == "/etc/hosts")
+    {
+        mounts.push(hosts_file(context, network)?);
+    }
     let annotations = &pod["metadata"]["annotations"];
     let request_timeout = annotations["wharf.dev/request-timeout-seconds"]
         .as_str()
@@ -389,9 +547,11 @@ async fn container_config(
     Ok(ContainerConfig {
         id: format!("{}-{}-{}", context.uid, view.name, view.restart_count),
         image: view.image.clone(),
-        args: spec::args(container),
+        command: spec::strings(container, "command"),
+        args: spec::strings(container, "args"),
         env,
         mounts,
+        network_namespace: network.map(|n| n.netns),
         limits: spec::limits(container),
         log_path: context
             .dir

@@ -397,12 +397,10 @@ pub async fn push(target: &Target, file: &Path, name: Option<&str>) -> Result<St
 fn archive_image_name(file: &Path) -> Result<String> {
     let archive =
         std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let not_an_archive = || format!("{} is not an OCI image archive (a tar)", file.display());
     let mut archive = tar::Archive::new(archive);
-    for entry in archive
-        .entries()
-        .with_context(|| format!("{} is not a tar archive", file.display()))?
-    {
-        let mut entry = entry?;
+    for entry in archive.entries().with_context(not_an_archive)? {
+        let mut entry = entry.with_context(not_an_archive)?;
         if entry.path()?.to_str() == Some("index.json") {
             let mut text = String::new();
             entry.read_to_string(&mut text)?;

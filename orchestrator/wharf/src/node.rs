@@ -7,11 +7,12 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use tokio::task::JoinHandle;
 use wharf_agent::images::WasmImages;
+use wharf_agent::network::{BridgeAddresses, DEFAULT_PLUGIN_DIR, NetworkConfig, PodNetworks};
 use wharf_agent::{Agent, AgentConfig, ContainerRuntime, ImageImporter};
 use wharf_apiserver::ApiServer;
 use wharf_apiserver::artifacts::ArtifactStore;
 use wharf_containerd::{ContainerdConfig, ContainerdRuntime, ManagedContainerd};
-use wharf_gateway::{Gateway, Handlers};
+use wharf_gateway::{ClusterAddresses, Gateway, Handlers};
 use wharf_runtime::HttpHandler;
 use wharf_runtime::RuntimeError;
 use wharf_wasmtime::{WasmtimeConfig, WasmtimeRuntime};
@@ -47,6 +48,7 @@ const SYSTEM_CONTAINERD: &str = "/run/containerd/containerd.sock";
 async fn containerd(
     choice: Option<&str>,
     data_dir: &Path,
+    insecure_registries: &[String],
 ) -> (
     Option<Arc<ContainerdRuntime>>,
     Option<ManagedContainerd>,
@@ -94,15 +96,16 @@ async fn containerd(
             return (None, None, "containerd: not installed, so only Wasm pods run here (install containerd and runc)".into());
         }
     };
-    let config = ContainerdConfig::new(&socket, data_dir.join("node").join("containerd-state"));
+    let mut config = ContainerdConfig::new(&socket, data_dir.join("node").join("containerd-state"));
+    config.insecure_registries = insecure_registries.to_vec();
     match ContainerdRuntime::connect(config).await {
         Ok(runtime) => {
             let line = format!(
                 "containerd: {} {} (namespace wharf)",
-                if managed_daemon.is_some() {
-                    "managed, at"
-                } else {
-                    "at"
+                match &managed_daemon {
+                    Some(daemon) if daemon.adopted() => "managed (adopted, left running), at",
+                    Some(_) => "managed, at",
+                    None => "at",
                 },
                 socket.display()
             );
@@ -125,6 +128,46 @@ fn which(program: &str) -> Option<std::path::PathBuf> {
             .map(|dir| dir.join(program))
             .find(|candidate| candidate.is_file())
     })
+}
+
+/// The network of container pods: a namespace per pod on the node bridge, or — when the CNI
+/// plugins are missing — the node's own network, said in the banner.
+fn pod_networks(args: &ServeArgs, node_dir: &Path) -> (Option<Arc<PodNetworks>>, String) {
+    let config = NetworkConfig {
+        plugin_dir: DEFAULT_PLUGIN_DIR.into(),
+        bridge: args.pod_bridge.clone(),
+        subnet: args.pod_cidr.clone(),
+        state_dir: node_dir.join("network"),
+    };
+    match PodNetworks::new(config) {
+        Ok(networks) => (
+            Some(Arc::new(networks)),
+            format!(
+                "\n  pod network: {} on bridge {} (a network namespace per container pod)",
+                args.pod_cidr, args.pod_bridge
+            ),
+        ),
+        Err(error) => {
+            tracing::warn!(%error, "container pods will share the node's network");
+            (
+                None,
+                format!("\n  pod network: none ({error}): container pods share the node's network"),
+            )
+        }
+    }
+}
+
+/// Cluster IPs live on the node bridge, where pods (through it) and the node reach them.
+struct OnTheBridge(BridgeAddresses);
+
+impl ClusterAddresses for OnTheBridge {
+    fn add(&self, ip: std::net::IpAddr) -> Result<(), String> {
+        self.0.add(ip).map_err(|e| e.to_string())
+    }
+
+    fn remove(&self, ip: std::net::IpAddr) {
+        self.0.remove(ip);
+    }
 }
 
 /// The gateway finds in-process handlers through the agent.
@@ -153,12 +196,21 @@ pub async fn start(
 ) -> Result<Node> {
     let node_name = args.node_name.clone().unwrap_or_else(host_name);
     let node_dir = data_dir.join("node");
-    let (containerd, managed_containerd, containerd_line) =
-        containerd(args.containerd.as_deref(), data_dir).await;
+    let (containerd, managed_containerd, containerd_line) = containerd(
+        args.containerd.as_deref(),
+        data_dir,
+        &args.insecure_registries,
+    )
+    .await;
+    let (networks, network_line) = match &containerd {
+        Some(_) => pod_networks(args, &node_dir),
+        None => (None, String::new()),
+    };
     let containers = containerd.clone().map(|runtime| ContainerRuntime {
         runtime: runtime.clone(),
         importer: Arc::new(ContainerdImporter(runtime)),
         archives: artifacts.clone(),
+        networks,
     });
     let wasm = WasmtimeRuntime::new(
         WasmtimeConfig {
@@ -192,10 +244,13 @@ pub async fn start(
     let gateway_listener = tokio::net::TcpListener::bind(args.gateway_addr)
         .await
         .with_context(|| format!("cannot listen on --gateway-addr {}", args.gateway_addr))?;
-    let gateway = Gateway::new(
+    let gateway = Gateway::with_cluster_addresses(
         server.registry.clone(),
         Arc::new(AgentHandlers(agent.clone())),
         ip,
+        Some(Arc::new(OnTheBridge(BridgeAddresses::new(
+            &args.pod_bridge,
+        )))),
     );
 
     let mut tasks = Vec::new();
@@ -217,7 +272,7 @@ pub async fn start(
     ));
 
     let summary = format!(
-        "  node:       {node_name} (Wasm pods in process)\n  {containerd_line}\n  gateway:    http://{} (NodePort Services on {ip}:NODEPORT)",
+        "  node:       {node_name} (Wasm pods in process)\n  {containerd_line}{network_line}\n  gateway:    http://{} (NodePort Services on {ip}:NODEPORT)",
         args.gateway_addr
     );
     Ok(Node {

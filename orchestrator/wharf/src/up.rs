@@ -37,6 +37,15 @@ pub struct ServeArgs {
     /// Registries (HOST:PORT) to pull from over plain HTTP; loopback registries always are.
     #[arg(long = "insecure-registry")]
     pub insecure_registries: Vec<String>,
+    /// The range Services get their cluster IPs from (IPv4 CIDR).
+    #[arg(long, default_value = wharf_apiserver::registry::ServiceRange::DEFAULT)]
+    pub service_cidr: wharf_apiserver::registry::ServiceRange,
+    /// The address range of container pods (CIDR); the node bridge takes its first address.
+    #[arg(long, default_value = wharf_agent::network::DEFAULT_SUBNET)]
+    pub pod_cidr: String,
+    /// The node bridge container pods attach to (at most 15 characters).
+    #[arg(long, default_value = wharf_agent::network::DEFAULT_BRIDGE)]
+    pub pod_bridge: String,
 }
 
 /// Which components run in this process.
@@ -84,7 +93,7 @@ pub async fn run(args: ServeArgs, mode: Mode) -> Result<()> {
         ArtifactStore::new(data_dir.join("artifacts"), store.clone())
             .context("cannot create the artifact store")?,
     );
-    let server = ApiServer::with_artifacts(store, Some(artifacts.clone()));
+    let server = ApiServer::with_options(store, Some(artifacts.clone()), args.service_cidr);
     wharf_apiserver::bootstrap::ensure_bootstrap_objects(&server.registry)
         .await
         .map_err(|e| anyhow::anyhow!("bootstrap failed: {e}"))?;
