@@ -69,6 +69,19 @@ impl ApiServer {
         })
     }
 
+    /// An API server that keeps uploaded artifacts and gives Services cluster IPs from
+    /// `service_range`.
+    pub fn with_options(
+        store: Arc<dyn Store>,
+        artifacts: Option<Arc<artifacts::ArtifactStore>>,
+        service_range: registry::ServiceRange,
+    ) -> Arc<ApiServer> {
+        let mut server = Arc::into_inner(Self::with_artifacts(store, artifacts))
+            .expect("a new server has one owner");
+        server.registry = server.registry.with_service_range(service_range);
+        Arc::new(server)
+    }
+
     /// Begins shutdown: not ready any more, and open watches end so connections can close.
     pub fn begin_shutdown(&self) {
         self.set_ready(false);

@@ -117,6 +117,60 @@ pub struct ListPage {
 #[derive(Clone)]
 pub struct Registry {
     store: Arc<dyn Store>,
+    service_range: ServiceRange,
+}
+
+/// The IPv4 range Services get their cluster IPs from (`--service-cidr`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServiceRange {
+    network: u32,
+    prefix: u8,
+}
+
+impl ServiceRange {
+    /// Kubernetes' usual range (kubeadm uses 10.96.0.0/12).
+    pub const DEFAULT: &str = "10.96.0.0/16";
+
+    /// Whether `ip` lies in the range.
+    pub fn contains(&self, ip: std::net::Ipv4Addr) -> bool {
+        let mask = u32::MAX
+            .checked_shl(32 - u32::from(self.prefix))
+            .unwrap_or(0);
+        u32::from(ip) & mask == self.network
+    }
+
+    /// The addresses that can be given out: all but the network and broadcast addresses.
+    pub fn addresses(&self) -> impl Iterator<Item = std::net::Ipv4Addr> {
+        let size = 1u64 << (32 - u32::from(self.prefix));
+        let network = u64::from(self.network);
+        (network + 1..network + size.saturating_sub(1).max(1))
+            .map(|n| std::net::Ipv4Addr::from(n as u32))
+    }
+}
+
+impl std::str::FromStr for ServiceRange {
+    type Err = String;
+
+    fn from_str(cidr: &str) -> Result<ServiceRange, String> {
+        let invalid = || format!("{cidr:?} is not an IPv4 CIDR such as 10.96.0.0/16");
+        let (address, prefix) = cidr.split_once('/').ok_or_else(invalid)?;
+        let address: std::net::Ipv4Addr = address.parse().map_err(|_| invalid())?;
+        let prefix: u8 = prefix.parse().map_err(|_| invalid())?;
+        if !(8..=30).contains(&prefix) {
+            return Err(format!("{cidr:?}: the prefix must be between /8 and /30"));
+        }
+        let mask = u32::MAX << (32 - u32::from(prefix));
+        Ok(ServiceRange {
+            network: u32::from(address) & mask,
+            prefix,
+        })
+    }
+}
+
+impl Default for ServiceRange {
+    fn default() -> ServiceRange {
+        ServiceRange::DEFAULT.parse().expect("a valid default")
+    }
 }
 
 impl std::fmt::Debug for Registry {
@@ -160,7 +214,18 @@ pub fn parse_resource_version(rv: &str) -> Result<Revision, ApiError> {
 impl Registry {
     /// A registry over `store`.
     pub fn new(store: Arc<dyn Store>) -> Registry {
-        Registry { store }
+        Registry {
+            store,
+            service_range: ServiceRange::default(),
+        }
+    }
+
+    /// The same registry, giving Services cluster IPs from `range`.
+    pub fn with_service_range(self, range: ServiceRange) -> Registry {
+        Registry {
+            service_range: range,
+            ..self
+        }
     }
 
     /// The underlying store.
@@ -396,9 +461,11 @@ impl Registry {
         }
         let cluster_ip = service["spec"]["clusterIP"].as_str().unwrap_or("");
         if cluster_ip.is_empty() && service["spec"]["type"] != "ExternalName" {
-            let free = (1..=65534u32)
-                .map(|n| format!("10.96.{}.{}", n / 256, n % 256))
-                .find(|ip| !used_ips.contains(&ip.as_str()) && !ip.ends_with(".0"))
+            let free = self
+                .service_range
+                .addresses()
+                .map(|ip| ip.to_string())
+                .find(|ip| !used_ips.contains(&ip.as_str()))
                 .ok_or_else(|| ApiError::Unavailable("no free cluster IP".into()))?;
             service["spec"]["clusterIP"] = json!(free);
             service["spec"]["clusterIPs"] = json!([free]);
@@ -1064,4 +1131,29 @@ fn decode_continue(token: &str, prefix: &str) -> Result<(Revision, String), ApiE
 fn random_seed() -> u64 {
     let bytes = uuid::Uuid::new_v4().into_bytes();
     u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ServiceRange;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn service_ranges_give_out_host_addresses_only() {
+        let range: ServiceRange = "10.20.30.128/25".parse().unwrap();
+        let all: Vec<Ipv4Addr> = range.addresses().collect();
+        assert_eq!(all.len(), 126);
+        assert_eq!(all[0], Ipv4Addr::new(10, 20, 30, 129));
+        assert_eq!(all[125], Ipv4Addr::new(10, 20, 30, 254));
+        assert!(range.contains(Ipv4Addr::new(10, 20, 30, 200)));
+        assert!(!range.contains(Ipv4Addr::new(10, 20, 30, 2)));
+        // Host bits in the text are ignored, as Kubernetes' flags do.
+        assert_eq!(
+            "10.96.7.9/16".parse::<ServiceRange>().unwrap(),
+            ServiceRange::default()
+        );
+        assert!("10.96.0.0".parse::<ServiceRange>().is_err());
+        assert!("10.96.0.0/31".parse::<ServiceRange>().is_err());
+        assert!("fd00::/64".parse::<ServiceRange>().is_err());
+    }
 }

@@ -1,7 +1,9 @@
 //! The node's HTTP gateway.
 //!
 //! Every NodePort Service is served on its `nodePort` at the gateway's IP; Ingress rules are
-//! served by host and path on the gateway address itself. Both route to the ready replicas of
+//! served by host and path on the gateway address itself; and, when the node can hold them
+//! ([`ClusterAddresses`]), every Service port on its cluster IP, so that pods of both runtimes
+//! reach Services (like kube-proxy's userspace mode, with HTTP instead of TCP). Both route to the ready replicas of
 //! the Service, balanced round-robin. A Wasm replica is called in process through its
 //! [`HttpHandler`] (no socket, no copy to another process); a replica without one (a container)
 //! is reached over its pod IP.
@@ -37,6 +39,15 @@ pub trait Handlers: Send + Sync + 'static {
     fn handlers(&self, pod_uid: &str) -> Vec<(String, Arc<dyn HttpHandler>)>;
 }
 
+/// Makes cluster IPs local addresses of the node, so the gateway can listen on them (the node
+/// implements this, on its pod bridge).
+pub trait ClusterAddresses: Send + Sync + 'static {
+    /// Adds `ip` to the node.
+    fn add(&self, ip: IpAddr) -> Result<(), String>;
+    /// Removes `ip` from the node.
+    fn remove(&self, ip: IpAddr);
+}
+
 /// A running gateway.
 pub struct Gateway {
     registry: Registry,
@@ -44,6 +55,8 @@ pub struct Gateway {
     ip: IpAddr,
     table: RwLock<Arc<RouteTable>>,
     node_ports: std::sync::Mutex<HashMap<u16, JoinHandle<()>>>,
+    cluster_addresses: Option<Arc<dyn ClusterAddresses>>,
+    cluster_ports: std::sync::Mutex<HashMap<SocketAddr, JoinHandle<()>>>,
     client: hyper_util::client::legacy::Client<
         hyper_util::client::legacy::connect::HttpConnector,
         Incoming,
@@ -65,17 +78,32 @@ enum Entry {
     Ingress,
     /// A NodePort listener.
     NodePort(u16),
+    /// A cluster IP listener.
+    ClusterIp(SocketAddr),
 }
 
 impl Gateway {
     /// A gateway for the node at `ip`.
     pub fn new(registry: Registry, handlers: Arc<dyn Handlers>, ip: IpAddr) -> Arc<Gateway> {
+        Self::with_cluster_addresses(registry, handlers, ip, None)
+    }
+
+    /// A gateway that also serves Services on their cluster IPs, made local by
+    /// `cluster_addresses`.
+    pub fn with_cluster_addresses(
+        registry: Registry,
+        handlers: Arc<dyn Handlers>,
+        ip: IpAddr,
+        cluster_addresses: Option<Arc<dyn ClusterAddresses>>,
+    ) -> Arc<Gateway> {
         Arc::new(Gateway {
             registry,
             handlers,
             ip,
             table: RwLock::new(Arc::new(RouteTable::default())),
             node_ports: std::sync::Mutex::new(HashMap::new()),
+            cluster_addresses,
+            cluster_ports: std::sync::Mutex::new(HashMap::new()),
             client: hyper_util::client::legacy::Client::builder(
                 hyper_util::rt::TokioExecutor::new(),
             )
@@ -114,6 +142,7 @@ impl Gateway {
                         for (_, task) in self.node_ports.lock().unwrap_or_else(|e| e.into_inner()).drain() {
                             task.abort();
                         }
+                        self.close_cluster_ports(|_| false);
                         return;
                     }
                     event = watch.next() => match event {
@@ -182,7 +211,56 @@ impl Gateway {
                 }
             }
         }
+        self.close_cluster_ports(|address| table.cluster_ports.contains_key(address));
+        if let Some(addresses) = &self.cluster_addresses {
+            let mut open = self.cluster_ports.lock().unwrap_or_else(|e| e.into_inner());
+            for address in table.cluster_ports.keys() {
+                if open.contains_key(address) {
+                    continue;
+                }
+                if let Err(error) = addresses.add(address.ip()) {
+                    tracing::warn!(%address, %error, "cannot serve a cluster IP");
+                    continue;
+                }
+                let (gateway, address) = (self.clone(), *address);
+                open.insert(
+                    address,
+                    tokio::spawn(async move {
+                        match TcpListener::bind(address).await {
+                            Ok(listener) => {
+                                gateway.serve(listener, Entry::ClusterIp(address)).await
+                            }
+                            Err(error) => {
+                                tracing::warn!(%address, %error, "cannot open a cluster IP port")
+                            }
+                        }
+                    }),
+                );
+            }
+        }
         *self.table.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(table);
+    }
+
+    /// Closes the cluster IP listeners that `keep` rejects, and removes addresses no listener
+    /// uses any more.
+    fn close_cluster_ports(&self, keep: impl Fn(&SocketAddr) -> bool) {
+        let mut open = self.cluster_ports.lock().unwrap_or_else(|e| e.into_inner());
+        let mut closed = Vec::new();
+        open.retain(|address, task| {
+            let kept = keep(address);
+            if !kept {
+                task.abort();
+                closed.push(address.ip());
+            }
+            kept
+        });
+        if let Some(addresses) = &self.cluster_addresses {
+            for ip in closed {
+                if !open.keys().any(|a| a.ip() == ip) {
+                    addresses.remove(ip);
+                }
+            }
+        }
     }
 
     async fn serve(self: Arc<Self>, listener: TcpListener, entry: Entry) {
@@ -213,6 +291,7 @@ impl Gateway {
         let table = self.table();
         let service = match entry {
             Entry::NodePort(port) => table.node_ports.get(&port),
+            Entry::ClusterIp(address) => table.cluster_ports.get(&address),
             Entry::Ingress => {
                 let host = request
                     .headers()

@@ -55,6 +55,8 @@ struct IngressPath {
 pub struct RouteTable {
     /// NodePort → its Service's endpoints.
     pub node_ports: HashMap<u16, Arc<ServiceRoute>>,
+    /// Cluster IP and Service port → its Service's endpoints.
+    pub cluster_ports: HashMap<std::net::SocketAddr, Arc<ServiceRoute>>,
     ingress: Vec<IngressPath>,
 }
 
@@ -168,6 +170,13 @@ impl RouteTable {
                 {
                     table.node_ports.insert(node_port, route.clone());
                 }
+                if let Ok(ip) = text(service, "/spec/clusterIP").parse::<std::net::IpAddr>()
+                    && let Some(number) = port["port"].as_u64().and_then(|p| u16::try_from(p).ok())
+                {
+                    table
+                        .cluster_ports
+                        .insert(std::net::SocketAddr::new(ip, number), route.clone());
+                }
                 by_service.insert(
                     (
                         text(service, "/metadata/namespace").to_owned(),
@@ -266,6 +275,33 @@ mod tests {
             "spec": {"type": "NodePort", "selector": {"app": app},
                      "ports": [{"port": 80, "targetPort": 8080, "nodePort": node_port}]}
         })
+    }
+
+    #[test]
+    fn cluster_ips_route_every_service_port_including_cluster_ip_only_services() {
+        let mut internal = service("db", "db", 0);
+        internal["spec"] = json!({"type": "ClusterIP", "clusterIP": "10.96.0.7",
+            "selector": {"app": "db"}, "ports": [{"port": 5432, "targetPort": 8080}]});
+        let mut web = service("web", "web", 30080);
+        web["spec"]["clusterIP"] = json!("10.96.0.8");
+        let headless = json!({"metadata": {"name": "h", "namespace": "default"},
+            "spec": {"clusterIP": "None", "selector": {"app": "web"}, "ports": [{"port": 1}]}});
+        let pods = [pod("a", "web", true), pod("d", "db", true)];
+        let table = RouteTable::build(&[internal, web, headless], &pods, &[]);
+        let db = &table.cluster_ports[&"10.96.0.7:5432".parse().unwrap()];
+        assert_eq!(db.name, "default/db");
+        assert_eq!(db.backends.len(), 1);
+        assert!(
+            table
+                .cluster_ports
+                .contains_key(&"10.96.0.8:80".parse().unwrap())
+        );
+        assert_eq!(
+            table.cluster_ports.len(),
+            2,
+            "a headless Service has no cluster IP"
+        );
+        assert!(!table.node_ports.contains_key(&0));
     }
 
     #[test]
