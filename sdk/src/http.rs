@@ -346,7 +346,11 @@ pub fn send(request: Request) -> Result<Response, Error> {
     {
         crate::wasi_http::send(request)
     }
-    #[cfg(not(all(target_os = "wasi", target_env = "p2")))]
+    #[cfg(not(target_os = "wasi"))]
+    {
+        crate::native_http::send(request)
+    }
+    #[cfg(all(target_os = "wasi", not(target_env = "p2")))]
     {
         Err(Error::new(
             "outgoing HTTP needs wasm32-wasip2 (wasi:http/outgoing-handler)",
