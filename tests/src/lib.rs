@@ -88,6 +88,7 @@ pub struct Wharf {
     /// The gateway port.
     pub gateway_port: u16,
     log: PathBuf,
+    flags: Vec<String>,
 }
 
 impl Wharf {
@@ -114,10 +115,27 @@ impl Wharf {
     }
 
     /// Like [`Wharf::start_isolated`], with these flags (e.g. `--containerd managed`).
+    /// Its pods and Services get a bridge and a /24 of their own, derived from the gateway's
+    /// address (127.0.A.B: bridge `wtA-B`, pods in 10.A.B.0/25, cluster IPs in
+    /// 10.A.B.128/25).
     pub fn start_isolated_with(data_dir: &Path, flags: &[&str]) -> Result<Wharf> {
         let ip = unique_loopback_ip();
         let port = free_port_on(&ip);
-        Self::launch(data_dir, free_port(), &ip, port, flags)
+        let octets: Vec<&str> = ip.split('.').collect();
+        let (a, b) = (octets[2], octets[3]);
+        let bridge = format!("wt{a}-{b}");
+        let pods = format!("10.{a}.{b}.0/25");
+        let services = format!("10.{a}.{b}.128/25");
+        let mut all = vec![
+            "--pod-bridge",
+            &bridge,
+            "--pod-cidr",
+            &pods,
+            "--service-cidr",
+            &services,
+        ];
+        all.extend_from_slice(flags);
+        Self::launch(data_dir, free_port(), &ip, port, &all)
     }
 
     fn launch(
@@ -151,9 +169,28 @@ impl Wharf {
             gateway_ip: gateway_ip.to_owned(),
             gateway_port,
             log,
+            flags: flags.iter().map(|f| f.to_string()).collect(),
         };
         wharf.wait_ready(Duration::from_secs(30))?;
         Ok(wharf)
+    }
+
+    /// Stops the process gracefully (if it runs) and starts it again on the same data dir,
+    /// addresses and flags, as an upgrade or a restart of the node would.
+    pub fn restart(&mut self) -> Result<()> {
+        if self.child.is_some() {
+            self.terminate(Duration::from_secs(20))?;
+        }
+        let flags: Vec<&str> = self.flags.iter().map(String::as_str).collect();
+        let restarted = Self::launch(
+            &self.data_dir,
+            self.api_port,
+            &self.gateway_ip,
+            self.gateway_port,
+            &flags,
+        )?;
+        *self = restarted;
+        Ok(())
     }
 
     fn wait_ready(&mut self, limit: Duration) -> Result<()> {
