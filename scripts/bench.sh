@@ -3,9 +3,13 @@
 # date, machine and versions) to BENCHMARKS.md:
 #   - control plane: durable creates and watch delivery, Wharf next to a single-node etcd;
 #   - Wasm: hello-http through Wharf's gateway next to `wasmtime serve` (same component, same
-#     wrk load), pod create→Running, first request, density.
+#     wrk load), pod create→Running, first request, density;
+#   - containers: pod create→Running and delete next to `ctr run -d` / `ctr tasks rm -f` of the
+#     same image on the same (Wharf-managed) containerd, idle memory per container pod next to
+#     a Wasm pod.
 # It installs what it needs (etcd-server and wrk from Debian, the wasmtime 48.0.8 CLI with cargo,
-# cached under $WHARF_TOOLS). Traffic stays on loopback.
+# cached under $WHARF_TOOLS; containerd, runc and the CNI plugins come with scripts/setup.sh).
+# Traffic stays on loopback and in the pod networks the container bench creates.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TOOLS=${WHARF_TOOLS:-$HOME/.cache/wharf-tools}
@@ -26,7 +30,7 @@ if [ ! -x "$WASMTIME" ]; then
 fi
 
 scripts/build-samples.sh >&2
-cargo build --release --bin wharf -p wharf --bin wharf-bench --bin wharf-bench-wasm -p wharf-e2e >&2
+cargo build --release --bin wharf -p wharf --bin wharf-bench --bin wharf-bench-wasm --bin wharf-bench-containers -p wharf-e2e >&2
 
 WORK=$(mktemp -d)
 PIDS=()
@@ -66,12 +70,30 @@ WHARF2=$!; PIDS+=($WHARF2)
 wait_http "http://127.0.0.1:$API2/readyz"; wait_http "http://127.0.0.1:$SERVE_PORT/"
 target/release/wharf-bench-wasm --wharf "http://127.0.0.1:$API2" --gateway-ip 127.0.0.2 --wharf-pid "$WHARF2" \
   --wasmtime-serve "http://127.0.0.1:$SERVE_PORT" --component samples/out/hello-http.wasm "$@" | tee -a "$TABLE"
+# Its thousand functions are not needed any more: stop it, so that the container bench runs on
+# a quieter machine.
+kill "$WHARF2" 2>/dev/null || true; wait "$WHARF2" 2>/dev/null || true
+
+# Containers: a fresh Wharf with a containerd of its own (managed: socket in its data dir,
+# namespace wharf), its gateway on 127.0.0.3, its own pod bridge and range; `ctr` drives that
+# same containerd for the peer figures. Stopped gracefully right after, so that it stops its
+# containerd before the data dir goes.
+API3=$(free_port); GW3=$(free_port 127.0.0.3)
+target/release/wharf up --data-dir "$WORK/wharf-containers" --api-addr "127.0.0.1:$API3" \
+  --gateway-addr "127.0.0.3:$GW3" --containerd managed --pod-cidr 10.77.0.0/24 --pod-bridge wbench0 \
+  >"$WORK/wharf-containers.log" 2>&1 &
+WHARF3=$!; PIDS+=($WHARF3)
+wait_http "http://127.0.0.1:$API3/readyz"
+target/release/wharf-bench-containers --wharf "http://127.0.0.1:$API3" --wharf-pid "$WHARF3" \
+  --containerd-socket "$WORK/wharf-containers/containerd/containerd.sock" \
+  --image-archive samples/out/hello-container.tar --component samples/out/hello-http.wasm | tee -a "$TABLE"
+kill "$WHARF3" 2>/dev/null || true; wait "$WHARF3" 2>/dev/null || true
 
 {
   echo
   echo "## $(date -u +%Y-%m-%d) — $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
   echo
-  echo "Machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r); $(rustc --version); etcd $(etcd --version | awk '/etcd Version/{print $3}'); $("$WASMTIME" --version); wrk $(wrk --version 2>&1 | head -1 | awk '{print $2}'). Load generators and servers share the machine."
+  echo "Machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r); $(rustc --version); etcd $(etcd --version | awk '/etcd Version/{print $3}'); $("$WASMTIME" --version); wrk $(wrk --version 2>&1 | head -1 | awk '{print $2}'); containerd $(containerd --version | awk '{print $3}'); runc $(runc --version | awk 'NR==1{print $3}'). Load generators and servers share the machine."
   echo
   cat "$TABLE"
 } >> BENCHMARKS.md
