@@ -8,7 +8,7 @@ use base64::Engine;
 use serde_json::Value;
 use wharf_apiserver::registry::Registry;
 use wharf_apiserver::resources;
-use wharf_runtime::{Limits, Mount};
+use wharf_runtime::{Limits, Mount, RunAs};
 
 /// A problem with the pod's configuration: the container waits with reason
 /// `CreateContainerConfigError` and this message, as in Kubernetes.
@@ -54,6 +54,20 @@ pub fn limits(container: &Value) -> Limits {
     Limits {
         memory_bytes: limits["memory"].as_str().and_then(parse_bytes),
         cpu_millis: limits["cpu"].as_str().and_then(parse_millicores),
+    }
+}
+
+/// The user and group from `securityContext` (the container's over the pod's).
+pub fn run_as(pod: &Value, container: &Value) -> RunAs {
+    let id = |field: &str| {
+        container["securityContext"][field]
+            .as_u64()
+            .or_else(|| pod["spec"]["securityContext"][field].as_u64())
+            .and_then(|n| u32::try_from(n).ok())
+    };
+    RunAs {
+        user: id("runAsUser"),
+        group: id("runAsGroup"),
     }
 }
 
@@ -405,6 +419,20 @@ mod tests {
         let env = vec![("A".to_owned(), "x".to_owned())];
         assert_eq!(expand("$(A)-$(B)-$$(A)", &env), "x-$(B)-$(A)");
         assert_eq!(expand("plain", &env), "plain");
+    }
+
+    #[test]
+    fn the_containers_security_context_wins_over_the_pods() {
+        let pod = json!({"spec": {"securityContext": {"runAsUser": 1000, "runAsGroup": 100}}});
+        let container = json!({"securityContext": {"runAsUser": 2000}});
+        assert_eq!(
+            run_as(&pod, &container),
+            RunAs {
+                user: Some(2000),
+                group: Some(100)
+            }
+        );
+        assert_eq!(run_as(&json!({}), &json!({})), RunAs::default());
     }
 
     #[test]

@@ -549,6 +549,11 @@ async fn container_config(
         image: view.image.clone(),
         command: spec::strings(container, "command"),
         args: spec::strings(container, "args"),
+        working_dir: container["workingDir"]
+            .as_str()
+            .filter(|dir| !dir.is_empty())
+            .map(str::to_owned),
+        run_as: spec::run_as(pod, container),
         env,
         mounts,
         network_namespace: network.map(|n| n.netns),

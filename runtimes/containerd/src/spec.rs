@@ -184,11 +184,21 @@ pub(crate) fn runtime_spec(input: &SpecInput<'_>) -> Result<Value, String> {
     let config = input.config;
     let args = process_args(input.image, &config.command, &config.args)?;
     let env = environment(input.image.env.as_deref().unwrap_or_default(), &config.env);
-    let (uid, gid) = user(input.image.user.as_deref())?;
-    let cwd = input
-        .image
+    // runAsUser replaces the image's user (and its numeric group, unless runAsGroup is set).
+    let (uid, gid) = match config.run_as.user {
+        Some(uid) => {
+            let image_gid = user(input.image.user.as_deref()).map_or(0, |(_, gid)| gid);
+            (uid, config.run_as.group.unwrap_or(image_gid))
+        }
+        None => {
+            let (uid, gid) = user(input.image.user.as_deref())?;
+            (uid, config.run_as.group.unwrap_or(gid))
+        }
+    };
+    let cwd = config
         .working_dir
         .clone()
+        .or_else(|| input.image.working_dir.clone())
         .filter(|dir| !dir.is_empty())
         .unwrap_or_else(|| "/".to_owned());
 
@@ -273,7 +283,7 @@ mod tests {
     use super::*;
     use std::path::PathBuf;
     use std::time::Duration;
-    use wharf_runtime::{Limits, Mount};
+    use wharf_runtime::{Limits, Mount, RunAs};
 
     fn image(entrypoint: &[&str], cmd: &[&str]) -> RunConfig {
         let list = |v: &[&str]| Some(v.iter().map(|s| s.to_string()).collect());
@@ -296,6 +306,8 @@ mod tests {
             image: "app:1".into(),
             command: Vec::new(),
             args: Vec::new(),
+            working_dir: None,
+            run_as: RunAs::default(),
             env: vec![
                 ("PORT".into(), "9090".into()),
                 ("MODE".into(), "fast".into()),
@@ -418,6 +430,49 @@ mod tests {
         );
         let namespaces = spec["linux"]["namespaces"].as_array().unwrap();
         assert!(!namespaces.iter().any(|n| n["type"] == "network"));
+    }
+
+    #[test]
+    fn the_pod_sets_working_directory_user_and_group_over_the_image() {
+        let mut image = image(&["/app"], &[]);
+        image.user = Some("1000:100".into());
+        let spec_of = |config: &ContainerConfig| {
+            runtime_spec(&SpecInput {
+                config,
+                image: &image,
+                cgroups_path: "/wharf/c1".into(),
+                host_network_files: Vec::new(),
+            })
+            .unwrap()
+        };
+        let defaults = spec_of(&config());
+        assert_eq!(defaults["process"]["cwd"], "/srv");
+        assert_eq!(
+            defaults["process"]["user"],
+            json!({"uid": 1000, "gid": 100})
+        );
+        let set = ContainerConfig {
+            working_dir: Some("/tmp".into()),
+            run_as: RunAs {
+                user: Some(2000),
+                group: None,
+            },
+            ..config()
+        };
+        let spec = spec_of(&set);
+        assert_eq!(spec["process"]["cwd"], "/tmp");
+        assert_eq!(spec["process"]["user"], json!({"uid": 2000, "gid": 100}));
+        let both = ContainerConfig {
+            run_as: RunAs {
+                user: Some(2000),
+                group: Some(3000),
+            },
+            ..config()
+        };
+        assert_eq!(
+            spec_of(&both)["process"]["user"],
+            json!({"uid": 2000, "gid": 3000})
+        );
     }
 
     #[test]

@@ -48,6 +48,8 @@ pub fn config(id: &str, image: &str, dir: &Path) -> ContainerConfig {
         command: Vec::new(),
         args: Vec::new(),
         env: Vec::new(),
+        working_dir: None,
+        run_as: Default::default(),
         mounts: Vec::new(),
         network_namespace: None,
         limits: Limits::default(),

@@ -44,6 +44,16 @@ pub struct Limits {
     pub cpu_millis: Option<u64>,
 }
 
+/// Who a container's process runs as (`securityContext.runAsUser` / `runAsGroup`); what is
+/// not set comes from the image.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunAs {
+    /// The user id.
+    pub user: Option<u32>,
+    /// The group id.
+    pub group: Option<u32>,
+}
+
 /// Everything a runtime needs to create one container.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ContainerConfig {
@@ -59,6 +69,11 @@ pub struct ContainerConfig {
     pub args: Vec<String>,
     /// Environment variables, in order.
     pub env: Vec<(String, String)>,
+    /// The working directory (`workingDir`); `None` for the image's. Wasm guests have no
+    /// current directory to set and ignore it.
+    pub working_dir: Option<String>,
+    /// The user and group (containers; a Wasm guest has no user).
+    pub run_as: RunAs,
     /// Directories to mount.
     pub mounts: Vec<Mount>,
     /// The pod's network namespace to join (a path such as `/run/netns/NAME`); `None` shares

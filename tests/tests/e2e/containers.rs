@@ -732,9 +732,15 @@ fn bad_container_images_and_commands_are_clear_pod_conditions_and_the_node_goes_
             "hello-container:latest",
             Some("/no/such/binary"),
         ),
-        container_pod("good", "hello-container:latest", None),
+        // The pod's securityContext and workingDir reach the process.
+        container_pod("good", "hello-container:latest", None)
+            + "  securityContext: {runAsUser: 1000, runAsGroup: 3000}\n",
     ]
-    .join("---\n");
+    .join("---\n")
+    .replace(
+        "    image: hello-container:latest\n  securityContext",
+        "    image: hello-container:latest\n    workingDir: /tmp\n  securityContext",
+    );
     let file = dir.path().join("pods.yaml");
     std::fs::write(&file, manifests).unwrap();
     run(wharf.kubectl().arg("apply").arg("-f").arg(&file)).unwrap();
@@ -759,6 +765,25 @@ fn bad_container_images_and_commands_are_clear_pod_conditions_and_the_node_goes_
         .unwrap_or_default()
             == "Running"
     });
+    let good_ip =
+        run(wharf
+            .kubectl()
+            .args(["get", "pod", "good", "-o", "jsonpath={.status.podIP}"]))
+        .unwrap();
+    let status = get(&format!("http://{good_ip}:8080/file/proc/self/status"));
+    assert!(status.contains("Uid:\t1000\t"), "{status}");
+    assert!(status.contains("Gid:\t3000\t"), "{status}");
+    let cwd = std::fs::read_link(format!(
+        "/proc/{}/cwd",
+        ctr(&wharf, &["tasks", "ls"])
+            .lines()
+            .filter(|l| l.contains("RUNNING"))
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .next()
+            .unwrap()
+    ))
+    .unwrap();
+    assert_eq!(cwd, std::path::Path::new("/tmp"));
     for pod in ["missing-image", "damaged-image", "missing-command"] {
         let (reason, message) = waiting(&wharf, pod);
         println!("{pod}: {reason}: {message}");

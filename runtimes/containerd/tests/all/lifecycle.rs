@@ -97,7 +97,10 @@ async fn a_restarted_runtime_finds_running_and_ended_containers_again() {
         .unwrap_or_default()
         .contains("forever: running until stopped")
     {
-        assert!(std::time::Instant::now() < deadline, "forever did not start");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "forever did not start"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     again
