@@ -95,10 +95,10 @@ pub mod process;
 
 pub use http::{Request, Response};
 
-#[cfg(all(target_os = "wasi", target_env = "p2"))]
-mod wasi_http;
 #[cfg(not(target_os = "wasi"))]
 mod native_http;
+#[cfg(all(target_os = "wasi", target_env = "p2"))]
+mod wasi_http;
 
 /// Registers `handler` as this component's `wasi:http/incoming-handler`.
 ///

@@ -23,7 +23,10 @@ pub(crate) fn send(request: Request) -> Result<Response, Error> {
         )));
     }
     let authority = request.authority().unwrap_or_default().to_owned();
-    let address = if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+    let address = if authority
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
         authority.clone()
     } else {
         format!("{authority}:80")
@@ -84,7 +87,11 @@ fn read_response(mut reader: impl BufRead) -> Result<Response, Error> {
         let (name, value) = header.split_once(':').ok_or_else(|| broken("header"))?;
         let value = value.trim();
         if name.eq_ignore_ascii_case("content-length") {
-            length = Some(value.parse::<usize>().map_err(|_| broken("content-length"))?);
+            length = Some(
+                value
+                    .parse::<usize>()
+                    .map_err(|_| broken("content-length"))?,
+            );
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             chunked = value.eq_ignore_ascii_case("chunked");
         }
@@ -121,7 +128,9 @@ fn read_chunked(reader: &mut impl BufRead) -> Result<Vec<u8>, Error> {
         }
         let start = body.len();
         body.resize(start + size, 0);
-        reader.read_exact(&mut body[start..]).map_err(|_| broken())?;
+        reader
+            .read_exact(&mut body[start..])
+            .map_err(|_| broken())?;
         line.clear();
         reader.read_line(&mut line).map_err(|_| broken())?;
     }
