@@ -89,6 +89,7 @@ pub struct Wharf {
     pub gateway_port: u16,
     log: PathBuf,
     flags: Vec<String>,
+    subcommand: &'static str,
 }
 
 impl Wharf {
@@ -138,7 +139,23 @@ impl Wharf {
         Self::launch(data_dir, free_port(), &ip, port, &all)
     }
 
+    /// Starts `wharf server` (the control plane only) on `data_dir` with a fresh API port.
+    pub fn start_server(data_dir: &Path) -> Result<Wharf> {
+        Self::launch_as("server", data_dir, free_port(), "127.0.0.1", 0, &[])
+    }
+
     fn launch(
+        data_dir: &Path,
+        api_port: u16,
+        gateway_ip: &str,
+        gateway_port: u16,
+        flags: &[&str],
+    ) -> Result<Wharf> {
+        Self::launch_as("up", data_dir, api_port, gateway_ip, gateway_port, flags)
+    }
+
+    fn launch_as(
+        subcommand: &'static str,
         data_dir: &Path,
         api_port: u16,
         gateway_ip: &str,
@@ -152,7 +169,7 @@ impl Wharf {
             .append(true)
             .open(&log)?;
         let child = Command::new(wharf_bin())
-            .args(["up", "--data-dir"])
+            .args([subcommand, "--data-dir"])
             .arg(data_dir)
             .args(["--api-addr", &format!("127.0.0.1:{api_port}")])
             .args(["--gateway-addr", &format!("{gateway_ip}:{gateway_port}")])
@@ -170,6 +187,7 @@ impl Wharf {
             gateway_port,
             log,
             flags: flags.iter().map(|f| f.to_string()).collect(),
+            subcommand,
         };
         wharf.wait_ready(Duration::from_secs(30))?;
         Ok(wharf)
@@ -182,7 +200,8 @@ impl Wharf {
             self.terminate(Duration::from_secs(20))?;
         }
         let flags: Vec<&str> = self.flags.iter().map(String::as_str).collect();
-        let restarted = Self::launch(
+        let restarted = Self::launch_as(
+            self.subcommand,
             &self.data_dir,
             self.api_port,
             &self.gateway_ip,
@@ -276,6 +295,117 @@ impl Drop for Wharf {
     fn drop(&mut self) {
         if self.child.is_some() && self.terminate(Duration::from_secs(15)).is_err() {
             self.kill9();
+        }
+    }
+}
+
+/// A running `wharf agent` joined to a server; stopped (SIGTERM, then SIGKILL) when dropped.
+#[derive(Debug)]
+pub struct Agent {
+    child: Option<Child>,
+    /// The node name.
+    pub name: String,
+    /// The node's (and its gateway's) IP.
+    pub gateway_ip: String,
+    /// The gateway port.
+    pub gateway_port: u16,
+    /// The node's data dir.
+    pub data_dir: PathBuf,
+    args: Vec<String>,
+    log: PathBuf,
+}
+
+impl Agent {
+    /// Starts `wharf agent --server ... --name NAME` on a gateway address of its own, with
+    /// these extra flags (e.g. `--containerd off`).
+    pub fn start(server: &Wharf, name: &str, data_dir: &Path, flags: &[&str]) -> Result<Agent> {
+        let ip = unique_loopback_ip();
+        let port = free_port_on(&ip);
+        let octets: Vec<&str> = ip.split('.').collect();
+        let mut args: Vec<String> = vec![
+            "agent".into(),
+            "--server".into(),
+            server.url(),
+            "--name".into(),
+            name.into(),
+            "--data-dir".into(),
+            data_dir.display().to_string(),
+            "--gateway-addr".into(),
+            format!("{ip}:{port}"),
+            "--pod-bridge".into(),
+            format!("wt{}-{}", octets[2], octets[3]),
+            "--pod-cidr".into(),
+            format!("10.{}.{}.0/25", octets[2], octets[3]),
+        ];
+        args.extend(flags.iter().map(|f| f.to_string()));
+        let mut agent = Agent {
+            child: None,
+            name: name.to_owned(),
+            gateway_ip: ip,
+            gateway_port: port,
+            data_dir: data_dir.to_path_buf(),
+            args,
+            log: data_dir.with_extension("log"),
+        };
+        agent.run()?;
+        Ok(agent)
+    }
+
+    fn run(&mut self) -> Result<()> {
+        std::fs::create_dir_all(&self.data_dir)?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        self.child = Some(
+            Command::new(wharf_bin())
+                .args(&self.args)
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .stdin(Stdio::null())
+                .spawn()
+                .context("spawn wharf agent")?,
+        );
+        Ok(())
+    }
+
+    /// Kills the process with SIGKILL, as a crash of the node would.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again (after [`Agent::kill9`]) with the same name, address and data dir.
+    pub fn restart(&mut self) -> Result<()> {
+        self.kill9();
+        self.run()
+    }
+
+    /// The last lines of its log.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(15)..].join("\n")
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
-use wharf_apiserver::artifacts::ArtifactStore;
+use wharf_apiserver::client::ClusterApi;
 use wharf_runtime::RuntimeError;
 use wharf_wasmtime::artifact::ImageSource;
 
@@ -38,7 +38,7 @@ pub fn is_loopback_registry(host: &str) -> bool {
 
 /// Images from the control plane, then from OCI registries.
 pub struct WasmImages {
-    store: Arc<ArtifactStore>,
+    api: Arc<dyn ClusterApi>,
     https: Client,
     http: Client,
     insecure: Vec<String>,
@@ -53,7 +53,7 @@ impl std::fmt::Debug for WasmImages {
 impl WasmImages {
     /// A source over the artifact store and registries; `insecure` lists further registries
     /// (besides loopback ones) reached over plain HTTP.
-    pub fn new(store: Arc<ArtifactStore>, insecure: Vec<String>) -> WasmImages {
+    pub fn new(api: Arc<dyn ClusterApi>, insecure: Vec<String>) -> WasmImages {
         let client = |protocol| {
             Client::new(ClientConfig {
                 protocol,
@@ -61,7 +61,7 @@ impl WasmImages {
             })
         };
         WasmImages {
-            store,
+            api,
             https: client(ClientProtocol::Https),
             http: client(ClientProtocol::Http),
             insecure,
@@ -117,7 +117,7 @@ impl ImageSource for WasmImages {
         if names_a_registry(image) {
             return self.pull(image).await;
         }
-        match self.store.read(image).await {
+        match self.api.artifact(image).await {
             Ok(Some(bytes)) => Ok(bytes),
             Ok(None) => Err(RuntimeError::ImageNotFound {
                 image: image.to_owned(),

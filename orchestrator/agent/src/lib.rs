@@ -19,10 +19,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::sync::watch;
+use tokio_stream::StreamExt;
 use wharf_apiserver::ApiError;
-use wharf_apiserver::registry::{
-    ListOptions, Part, PatchType, Registry, WriteOptions, decode_value,
-};
+use wharf_apiserver::client::ClusterApi;
+use wharf_apiserver::registry::{Part, PatchType};
 use wharf_apiserver::resources;
 use wharf_runtime::{HttpHandler, Runtime, RuntimeError};
 use wharf_store::EventKind;
@@ -65,8 +65,6 @@ pub struct ContainerRuntime {
     pub runtime: Arc<dyn Runtime>,
     /// Imports archives into it.
     pub importer: Arc<dyn ImageImporter>,
-    /// The control plane's artifact store, where `wharf image import` puts archives.
-    pub archives: Arc<wharf_apiserver::artifacts::ArtifactStore>,
     /// The pod networks its containers join; `None` runs them on the node's network.
     pub networks: Option<Arc<network::PodNetworks>>,
 }
@@ -80,7 +78,7 @@ struct PodEntry {
 /// A node agent.
 pub struct Agent {
     /// The API (in process).
-    pub registry: Registry,
+    pub api: Arc<dyn ClusterApi>,
     /// Its settings.
     pub config: AgentConfig,
     wasm: Arc<dyn Runtime>,
@@ -106,13 +104,13 @@ fn node_resource() -> &'static resources::Resource {
 impl Agent {
     /// An agent with its runtimes.
     pub fn new(
-        registry: Registry,
+        api: Arc<dyn ClusterApi>,
         config: AgentConfig,
         wasm: Arc<dyn Runtime>,
         containers: Option<ContainerRuntime>,
     ) -> Arc<Agent> {
         Arc::new(Agent {
-            registry,
+            api,
             config,
             wasm,
             containers,
@@ -234,9 +232,9 @@ impl Agent {
             Err(missing @ RuntimeError::ImageNotFound { .. }) => missing,
             other => return other,
         };
-        let Some(archive) = containers
-            .archives
-            .read(image)
+        let Some(archive) = self
+            .api
+            .artifact(image)
             .await
             .map_err(|e| RuntimeError::Other(e.to_string()))?
         else {
@@ -368,7 +366,7 @@ impl Agent {
         }
         let patch = json!({"status": {"conditions": self.node_conditions()}});
         if let Err(error) = self
-            .registry
+            .api
             .patch(
                 node_resource(),
                 None,
@@ -376,7 +374,6 @@ impl Agent {
                 PatchType::Merge,
                 &patch,
                 Part::Status,
-                &WriteOptions::default(),
             )
             .await
         {
@@ -395,15 +392,11 @@ impl Agent {
     pub async fn register_node(&self) -> Result<(), ApiError> {
         let node = self.node_object();
         let nodes = node_resource();
-        match self
-            .registry
-            .create(nodes, None, node.clone(), &WriteOptions::default())
-            .await
-        {
+        match self.api.create(nodes, None, node.clone()).await {
             Ok(_) => Ok(()),
             Err(ApiError::AlreadyExists(_)) => {
                 let patch = json!({"metadata": {"labels": node["metadata"]["labels"]}});
-                self.registry
+                self.api
                     .patch(
                         nodes,
                         None,
@@ -411,11 +404,10 @@ impl Agent {
                         PatchType::Merge,
                         &patch,
                         Part::Main,
-                        &WriteOptions::default(),
                     )
                     .await?;
                 let status = json!({"status": node["status"]});
-                self.registry
+                self.api
                     .patch(
                         nodes,
                         None,
@@ -423,7 +415,6 @@ impl Agent {
                         PatchType::Merge,
                         &status,
                         Part::Status,
-                        &WriteOptions::default(),
                     )
                     .await
                     .map(drop)
@@ -439,7 +430,7 @@ impl Agent {
         let name = &self.config.node_name;
         let patch = json!({"spec": {"renewTime": renew, "holderIdentity": name, "leaseDurationSeconds": 40}});
         match self
-            .registry
+            .api
             .patch(
                 leases,
                 Some("kube-node-lease"),
@@ -447,7 +438,6 @@ impl Agent {
                 PatchType::Merge,
                 &patch,
                 Part::Main,
-                &WriteOptions::default(),
             )
             .await
         {
@@ -457,13 +447,8 @@ impl Agent {
                     "metadata": {"name": name, "namespace": "kube-node-lease"},
                     "spec": patch["spec"],
                 });
-                self.registry
-                    .create(
-                        leases,
-                        Some("kube-node-lease"),
-                        lease,
-                        &WriteOptions::default(),
-                    )
+                self.api
+                    .create(leases, Some("kube-node-lease"), lease)
                     .await
                     .map(drop)
             }
@@ -575,12 +560,9 @@ impl Agent {
         let mut runtime_check = tokio::time::interval(RUNTIME_CHECK);
         runtime_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let pods = resources::find("", "v1", "pods").expect("served");
+        let mine = format!("spec.nodeName={}", self.config.node_name);
         'watching: loop {
-            let page = match self
-                .registry
-                .list(pods, None, &ListOptions::default())
-                .await
-            {
+            let page = match self.api.list(pods, None, Some(&mine)).await {
                 Ok(page) => page,
                 Err(error) => {
                     tracing::warn!(%error, "cannot list pods");
@@ -592,7 +574,7 @@ impl Agent {
                 self.offer_pod(pod);
             }
             self.remove_stale_networks().await;
-            let mut watch = match self.registry.watch(pods, None, page.revision).await {
+            let mut watch = match self.api.watch(pods, None, Some(&mine), page.revision).await {
                 Ok(watch) => watch,
                 Err(error) => {
                     tracing::warn!(%error, "cannot watch pods");
@@ -610,7 +592,7 @@ impl Agent {
                     }
                     event = watch.next() => {
                         let Some(Ok(event)) = event else { continue 'watching };
-                        let Ok(pod) = decode_value(&event.key, &event.value, event.revision) else { continue };
+                        let pod = event.object;
                         if !self.is_mine(&pod) {
                             continue;
                         }

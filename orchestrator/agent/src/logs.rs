@@ -27,7 +27,45 @@ pub fn router(agent: Arc<Agent>) -> Router {
             "/containerLogs/{namespace}/{pod}/{container}",
             get(container_logs),
         )
+        .route("/wharf/pods/{uid}/http", axum::routing::any(pod_http))
+        .route(
+            "/wharf/pods/{uid}/http/{*path}",
+            axum::routing::any(pod_http),
+        )
         .with_state(agent)
+}
+
+/// A request for a Wasm pod served in process here, forwarded by another node's gateway:
+/// `/wharf/pods/UID/http/PATH` is handled as `/PATH` by the pod's handler.
+async fn pod_http(
+    State(agent): State<Arc<Agent>>,
+    UrlPath(params): UrlPath<HashMap<String, String>>,
+    request: axum::extract::Request,
+) -> Response {
+    use http_body_util::BodyExt;
+    let uid = params.get("uid").cloned().unwrap_or_default();
+    let Some((_, handler)) = agent.http_handlers(&uid).into_iter().next() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("pod {uid} has no running HTTP handler on this node\n"),
+        )
+            .into_response();
+    };
+    let (mut parts, body) = request.into_parts();
+    let rest = params.get("path").map_or("", String::as_str);
+    let path = match parts.uri.query() {
+        Some(query) => format!("/{rest}?{query}"),
+        None => format!("/{rest}"),
+    };
+    parts.uri = match path.parse() {
+        Ok(uri) => uri,
+        Err(_) => return (StatusCode::BAD_REQUEST, "invalid path\n").into_response(),
+    };
+    let body = body.map_err(std::io::Error::other).boxed_unsync();
+    let response = handler
+        .handle(axum::http::Request::from_parts(parts, body))
+        .await;
+    response.map(Body::new)
 }
 
 /// The log files of a container, oldest restart first.

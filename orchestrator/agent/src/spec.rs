@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use serde_json::Value;
-use wharf_apiserver::registry::Registry;
+use wharf_apiserver::client::ClusterApi;
 use wharf_apiserver::resources;
 use wharf_runtime::{Limits, Mount, RunAs};
 
@@ -142,7 +142,7 @@ pub fn service_links(services: &[Value]) -> Vec<(String, String)> {
 
 /// Reads a ConfigMap's or Secret's data as (key, text) pairs; `None` if it does not exist.
 async fn source_data(
-    registry: &Registry,
+    api: &dyn ClusterApi,
     kind: &str,
     namespace: &str,
     name: &str,
@@ -153,7 +153,7 @@ async fn source_data(
         "configmaps"
     };
     let resource = resources::find("", "v1", plural).expect("served");
-    let object = match registry.get(resource, Some(namespace), name).await {
+    let object = match api.get(resource, Some(namespace), name).await {
         Ok(object) => object,
         Err(wharf_apiserver::ApiError::NotFound(_)) => return Ok(None),
         Err(e) => return Err(format!("cannot read {kind} {name:?}: {e}")),
@@ -203,7 +203,7 @@ fn field_ref(pod: &Value, path: &str, host_ip: &str, pod_ip: &str) -> Option<Str
 /// entries win), with `$(VAR)` references to earlier variables expanded. `host_ip` and `pod_ip`
 /// answer the `status.hostIP` and `status.podIP` field references.
 pub async fn environment(
-    registry: &Registry,
+    api: &dyn ClusterApi,
     pod: &Value,
     container: &Value,
     host_ip: &str,
@@ -222,7 +222,7 @@ pub async fn environment(
             let Some(name) = reference["name"].as_str() else {
                 continue;
             };
-            match source_data(registry, kind, namespace, name).await? {
+            match source_data(api, kind, namespace, name).await? {
                 Some(pairs) => {
                     for (key, value) in pairs {
                         set(&mut env, format!("{prefix}{key}"), value);
@@ -258,7 +258,7 @@ pub async fn environment(
             let source = reference["name"].as_str().unwrap_or("");
             let key = reference["key"].as_str().unwrap_or("");
             let optional = reference["optional"] == true;
-            let found = source_data(registry, kind, namespace, source)
+            let found = source_data(api, kind, namespace, source)
                 .await?
                 .and_then(|pairs| pairs.into_iter().find(|(k, _)| k == key).map(|(_, v)| v));
             match found {
@@ -305,7 +305,7 @@ fn expand(value: &str, env: &[(String, String)]) -> String {
 /// Writes the pod's ConfigMap, Secret and emptyDir volumes under `pod_dir/volumes/NAME` and
 /// returns the mounts of `container`.
 pub async fn mounts(
-    registry: &Registry,
+    api: &dyn ClusterApi,
     pod: &Value,
     container: &Value,
     pod_dir: &Path,
@@ -338,7 +338,7 @@ pub async fn mounts(
                 .as_str()
                 .or_else(|| source["secretName"].as_str())
                 .unwrap_or("");
-            let pairs = match source_data(registry, kind, namespace, source_name).await? {
+            let pairs = match source_data(api, kind, namespace, source_name).await? {
                 Some(pairs) => pairs,
                 None if source["optional"] == true => Vec::new(),
                 None => {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 use wharf_apiserver::ApiError;
-use wharf_apiserver::registry::{DeleteOptions, Part, PatchType, WriteOptions};
+use wharf_apiserver::registry::{DeleteOptions, Part, PatchType};
 use wharf_apiserver::resources;
 use wharf_runtime::{ContainerConfig, ContainerState, Exit, Mount, Runtime, RuntimeError, Signal};
 
@@ -186,7 +186,7 @@ pub async fn run_pod(agent: Arc<Agent>, mut updates: PodUpdates) {
     }
     let _ = context
         .agent
-        .registry
+        .api
         .delete(
             pods(),
             Some(&context.namespace),
@@ -240,7 +240,7 @@ async fn write_status(context: &PodContext, status: &Value) -> Result<(), ApiErr
     let patch = json!({"metadata": {"uid": context.uid}, "status": status});
     context
         .agent
-        .registry
+        .api
         .patch(
             pods(),
             Some(&context.namespace),
@@ -248,7 +248,6 @@ async fn write_status(context: &PodContext, status: &Value) -> Result<(), ApiErr
             PatchType::Merge,
             &patch,
             Part::Status,
-            &WriteOptions::default(),
         )
         .await
         .map(drop)
@@ -509,7 +508,7 @@ async fn container_config(
         .as_ref()
         .map_or_else(|| agent.config.node_ip.clone(), |n| n.ip.to_string());
     let own = spec::environment(
-        &agent.registry,
+        agent.api.as_ref(),
         pod,
         container,
         &agent.config.node_ip,
@@ -518,11 +517,11 @@ async fn container_config(
     .await?;
     if pod["spec"]["enableServiceLinks"] != false {
         let services = agent
-            .registry
+            .api
             .list(
                 resources::find("", "v1", "services").expect("served"),
                 Some(&context.namespace),
-                &wharf_apiserver::registry::ListOptions::default(),
+                None,
             )
             .await
             .map_err(|e| format!("cannot list the namespace's Services: {e}"))?;
@@ -533,7 +532,7 @@ async fn container_config(
         );
     }
     env.extend(own);
-    let mut mounts = spec::mounts(&agent.registry, pod, container, &context.dir).await?;
+    let mut mounts = spec::mounts(agent.api.as_ref(), pod, container, &context.dir).await?;
     if let Some(network) = &network
         && !mounts.iter().any(|m| m.container_path == "/etc/hosts")
     {

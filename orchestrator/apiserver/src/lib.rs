@@ -8,6 +8,7 @@
 pub mod admission;
 pub mod artifacts;
 pub mod bootstrap;
+pub mod client;
 pub mod discovery;
 pub mod error;
 pub mod http;

@@ -65,6 +65,15 @@ fn columns(kind: &str) -> Vec<Column> {
             age,
         ],
         "RuntimeClass" => vec![name, col("Handler", "string", 0), age],
+        "Node" => vec![
+            name,
+            col("Status", "string", 0),
+            col("Roles", "string", 0),
+            age,
+            col("Version", "string", 0),
+            col("Internal-IP", "string", 1),
+            col("Container-Runtime", "string", 1),
+        ],
         _ => vec![name, age],
     }
 }
@@ -90,6 +99,37 @@ fn cells(kind: &str, object: &Value, now: k8s_openapi::jiff::Timestamp) -> Vec<V
             .to_owned()
     };
     match kind {
+        "Node" => {
+            let conditions = object
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let ready = conditions.iter().find(|c| c["type"] == "Ready");
+            let mut status = match ready.and_then(|c| c["status"].as_str()) {
+                Some("True") => "Ready".to_owned(),
+                _ => "NotReady".to_owned(),
+            };
+            if object.pointer("/spec/unschedulable") == Some(&json!(true)) {
+                status.push_str(",SchedulingDisabled");
+            }
+            let address = object
+                .pointer("/status/addresses")
+                .and_then(Value::as_array)
+                .and_then(|a| a.iter().find(|a| a["type"] == "InternalIP"))
+                .and_then(|a| a["address"].as_str())
+                .unwrap_or("<none>")
+                .to_owned();
+            vec![
+                name,
+                json!(status),
+                json!("<none>"),
+                age,
+                json!(text("/status/nodeInfo/kubeletVersion")),
+                json!(address),
+                json!(text("/status/nodeInfo/containerRuntimeVersion")),
+            ]
+        }
         "Pod" => {
             let statuses = object
                 .pointer("/status/containerStatuses")

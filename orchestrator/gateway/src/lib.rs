@@ -20,6 +20,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -27,11 +28,21 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use wharf_apiserver::registry::{ListOptions, Registry};
+use wharf_apiserver::client::ClusterApi;
 use wharf_apiserver::resources;
 use wharf_runtime::{Body, HttpHandler};
 
 use crate::table::{Backend, RouteTable};
+
+/// The kinds the routing table is built from.
+const ROUTING_RESOURCES: [&str; 4] = ["services", "pods", "ingresses", "nodes"];
+
+fn routing_resource(plural: &str) -> &'static resources::Resource {
+    resources::RESOURCES
+        .iter()
+        .find(|r| r.plural == plural)
+        .expect("served")
+}
 
 /// Finds the in-process handlers of a pod (the node agent implements this).
 pub trait Handlers: Send + Sync + 'static {
@@ -50,7 +61,7 @@ pub trait ClusterAddresses: Send + Sync + 'static {
 
 /// A running gateway.
 pub struct Gateway {
-    registry: Registry,
+    api: Arc<dyn ClusterApi>,
     handlers: Arc<dyn Handlers>,
     ip: IpAddr,
     table: RwLock<Arc<RouteTable>>,
@@ -84,20 +95,20 @@ enum Entry {
 
 impl Gateway {
     /// A gateway for the node at `ip`.
-    pub fn new(registry: Registry, handlers: Arc<dyn Handlers>, ip: IpAddr) -> Arc<Gateway> {
-        Self::with_cluster_addresses(registry, handlers, ip, None)
+    pub fn new(api: Arc<dyn ClusterApi>, handlers: Arc<dyn Handlers>, ip: IpAddr) -> Arc<Gateway> {
+        Self::with_cluster_addresses(api, handlers, ip, None)
     }
 
     /// A gateway that also serves Services on their cluster IPs, made local by
     /// `cluster_addresses`.
     pub fn with_cluster_addresses(
-        registry: Registry,
+        api: Arc<dyn ClusterApi>,
         handlers: Arc<dyn Handlers>,
         ip: IpAddr,
         cluster_addresses: Option<Arc<dyn ClusterAddresses>>,
     ) -> Arc<Gateway> {
         Arc::new(Gateway {
-            registry,
+            api,
             handlers,
             ip,
             table: RwLock::new(Arc::new(RouteTable::default())),
@@ -124,17 +135,26 @@ impl Gateway {
     ) {
         tokio::pin!(stopping);
         let ingress = tokio::spawn(self.clone().serve(listener, Entry::Ingress));
-        let store = self.registry.store().clone();
         loop {
-            self.rebuild().await;
-            let mut watch = match store.watch("/", store.current_revision()).await {
-                Ok(watch) => watch,
-                Err(error) => {
-                    tracing::warn!(%error, "gateway cannot watch; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
+            let Some(revision) = self.rebuild().await else {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
             };
+            let mut watches = Vec::new();
+            for resource in ROUTING_RESOURCES
+                .iter()
+                .map(|plural| routing_resource(plural))
+            {
+                match self.api.watch(resource, None, None, revision).await {
+                    Ok(watch) => watches.push(watch),
+                    Err(error) => tracing::warn!(%error, "gateway cannot watch; retrying"),
+                }
+            }
+            if watches.len() < ROUTING_RESOURCES.len() {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            let mut watch = futures::stream::select_all(watches);
             loop {
                 tokio::select! {
                     () = &mut stopping => {
@@ -146,12 +166,11 @@ impl Gateway {
                         return;
                     }
                     event = watch.next() => match event {
-                        Some(Ok(event)) => {
-                            if table::is_routing_key(&event.key) {
-                                // Let a burst of changes settle, then rebuild once.
-                                tokio::time::sleep(Duration::from_millis(20)).await;
-                                self.rebuild().await;
-                            }
+                        Some(Ok(_)) => {
+                            // Let a burst of changes settle, then rebuild once (from a fresh
+                            // listing, which the watches' later events only repeat).
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            self.rebuild().await;
                         }
                         _ => break,
                     },
@@ -160,26 +179,24 @@ impl Gateway {
         }
     }
 
-    async fn rebuild(self: &Arc<Self>) {
+    /// Rebuilds the table from fresh listings; returns the oldest listing's revision (to watch
+    /// from), or `None` if the API could not be read.
+    async fn rebuild(self: &Arc<Self>) -> Option<wharf_store::Revision> {
         let mut lists = Vec::new();
-        for plural in ["services", "pods", "ingresses"] {
-            let resource = resources::RESOURCES
-                .iter()
-                .find(|r| r.plural == plural)
-                .expect("served");
-            match self
-                .registry
-                .list(resource, None, &ListOptions::default())
-                .await
-            {
-                Ok(page) => lists.push(page.items),
+        let mut revision = wharf_store::Revision::MAX;
+        for plural in ROUTING_RESOURCES {
+            match self.api.list(routing_resource(plural), None, None).await {
+                Ok(list) => {
+                    revision = revision.min(list.revision);
+                    lists.push(list.items);
+                }
                 Err(error) => {
                     tracing::warn!(%error, "gateway cannot list {plural}");
-                    return;
+                    return None;
                 }
             }
         }
-        let table = RouteTable::build(&lists[0], &lists[1], &lists[2]);
+        let table = RouteTable::build(&lists[0], &lists[1], &lists[2], &lists[3]);
         // Open listeners for new NodePorts, close those no longer used.
         {
             let mut open = self.node_ports.lock().unwrap_or_else(|e| e.into_inner());
@@ -239,6 +256,7 @@ impl Gateway {
             }
         }
         *self.table.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(table);
+        Some(revision)
     }
 
     /// Closes the cluster IP listeners that `keep` rejects, and removes addresses no listener
@@ -310,22 +328,33 @@ impl Gateway {
                 &format!("service {} has no ready endpoints\n", service.name),
             );
         };
-        let Backend::Pod { uid, port, address } = backend;
+        let Backend::Pod {
+            uid,
+            port,
+            address,
+            agent,
+        } = backend;
         let handlers = self.handlers.handlers(uid);
         let handler = handlers
             .iter()
             .find(|(container, _)| port.as_deref().is_none_or(|p| p == container))
             .or(handlers.first())
             .map(|(_, h)| h.clone());
-        match (handler, address) {
-            (Some(handler), _) => {
+        match (handler, agent, address) {
+            (Some(handler), _, _) => {
                 let request =
                     request.map(|body| body.map_err(std::io::Error::other).boxed_unsync());
                 handler.handle(request).await
             }
+            // A Wasm replica on another node: through that node's agent, which serves it in
+            // process.
+            (None, Some(agent), _) => {
+                let prefix = format!("/wharf/pods/{uid}/http");
+                self.forward_to(*agent, &prefix, request).await
+            }
             // A container: forward over its pod IP.
-            (None, Some(address)) => self.forward(*address, request).await,
-            (None, None) => text(
+            (None, None, Some(address)) => self.forward(*address, request).await,
+            (None, None, None) => text(
                 502,
                 &format!(
                     "the endpoint of service {} cannot be reached\n",
@@ -341,13 +370,23 @@ impl Gateway {
         address: SocketAddr,
         request: hyper::Request<Incoming>,
     ) -> hyper::Response<Body> {
+        self.forward_to(address, "", request).await
+    }
+
+    /// Forwards a request to `address`, its path under `prefix`.
+    async fn forward_to(
+        &self,
+        address: SocketAddr,
+        prefix: &str,
+        request: hyper::Request<Incoming>,
+    ) -> hyper::Response<Body> {
         let (mut parts, body) = request.into_parts();
         let path = parts
             .uri
             .path_and_query()
             .map_or("/", |p| p.as_str())
             .to_owned();
-        parts.uri = match format!("http://{address}{path}").parse() {
+        parts.uri = match format!("http://{address}{prefix}{path}").parse() {
             Ok(uri) => uri,
             Err(_) => return text(400, "invalid request path\n"),
         };

@@ -18,6 +18,9 @@ pub enum Backend {
         port: Option<String>,
         /// The pod's IP and the target port, for pods reached over the network (containers).
         address: Option<std::net::SocketAddr>,
+        /// For a Wasm pod (served in process by its node's agent): that agent's endpoint, which
+        /// the gateways of other nodes forward to.
+        agent: Option<std::net::SocketAddr>,
     },
 }
 
@@ -120,7 +123,52 @@ fn container_for(pod: &Value, target: &Value) -> Option<String> {
     })
 }
 
-fn service_route(service: &Value, port: &Value, pods: &[Value]) -> ServiceRoute {
+/// Node name → the node's agent endpoint (InternalIP and `daemonEndpoints` port).
+fn agent_endpoints(nodes: &[Value]) -> HashMap<String, std::net::SocketAddr> {
+    nodes
+        .iter()
+        .filter_map(|node| {
+            let ip = node
+                .pointer("/status/addresses")?
+                .as_array()?
+                .iter()
+                .find(|a| a["type"] == "InternalIP")?["address"]
+                .as_str()?
+                .parse::<std::net::IpAddr>()
+                .ok()?;
+            let port = node
+                .pointer("/status/daemonEndpoints/kubeletEndpoint/Port")?
+                .as_u64()
+                .and_then(|p| u16::try_from(p).ok())?;
+            Some((
+                text(node, "/metadata/name").to_owned(),
+                std::net::SocketAddr::new(ip, port),
+            ))
+        })
+        .collect()
+}
+
+/// Whether a pod runs in process on its node (Wasm) rather than behind its own IP.
+fn runs_in_process(pod: &Value) -> bool {
+    text(pod, "/spec/runtimeClassName") == "wasmtime"
+        || pod
+            .pointer("/status/containerStatuses")
+            .and_then(Value::as_array)
+            .is_some_and(|statuses| {
+                statuses.iter().any(|s| {
+                    s["containerID"]
+                        .as_str()
+                        .is_some_and(|id| id.starts_with("wasmtime://"))
+                })
+            })
+}
+
+fn service_route(
+    service: &Value,
+    port: &Value,
+    pods: &[Value],
+    agents: &HashMap<String, std::net::SocketAddr>,
+) -> ServiceRoute {
     let namespace = text(service, "/metadata/namespace");
     let selector = service
         .pointer("/spec/selector")
@@ -140,6 +188,9 @@ fn service_route(service: &Value, port: &Value, pods: &[Value]) -> ServiceRoute 
                 .ok()
                 .zip(port_number(pod, target))
                 .map(|(ip, port)| std::net::SocketAddr::new(ip, port)),
+            agent: runs_in_process(pod)
+                .then(|| agents.get(text(pod, "/spec/nodeName")).copied())
+                .flatten(),
         })
         .collect();
     ServiceRoute {
@@ -151,8 +202,14 @@ fn service_route(service: &Value, port: &Value, pods: &[Value]) -> ServiceRoute 
 
 impl RouteTable {
     /// Builds the table.
-    pub fn build(services: &[Value], pods: &[Value], ingresses: &[Value]) -> RouteTable {
+    pub fn build(
+        services: &[Value],
+        pods: &[Value],
+        ingresses: &[Value],
+        nodes: &[Value],
+    ) -> RouteTable {
         let mut table = RouteTable::default();
+        let agents = agent_endpoints(nodes);
         // Routes by (namespace, service, port number) for Ingress backends.
         let mut by_service: HashMap<(String, String, i64), Arc<ServiceRoute>> = HashMap::new();
         for service in services {
@@ -162,7 +219,7 @@ impl RouteTable {
                 .cloned()
                 .unwrap_or_default()
             {
-                let route = Arc::new(service_route(service, &port, pods));
+                let route = Arc::new(service_route(service, &port, pods, &agents));
                 if let Some(node_port) = port["nodePort"]
                     .as_u64()
                     .and_then(|p| u16::try_from(p).ok())
@@ -287,7 +344,7 @@ mod tests {
         let headless = json!({"metadata": {"name": "h", "namespace": "default"},
             "spec": {"clusterIP": "None", "selector": {"app": "web"}, "ports": [{"port": 1}]}});
         let pods = [pod("a", "web", true), pod("d", "db", true)];
-        let table = RouteTable::build(&[internal, web, headless], &pods, &[]);
+        let table = RouteTable::build(&[internal, web, headless], &pods, &[], &[]);
         let db = &table.cluster_ports[&"10.96.0.7:5432".parse().unwrap()];
         assert_eq!(db.name, "default/db");
         assert_eq!(db.backends.len(), 1);
@@ -305,6 +362,36 @@ mod tests {
     }
 
     #[test]
+    fn wasm_pods_of_other_nodes_are_reached_through_their_nodes_agent() {
+        let mut wasm = pod("w", "web", true);
+        wasm["spec"]["nodeName"] = json!("n2");
+        wasm["spec"]["runtimeClassName"] = json!("wasmtime");
+        wasm["status"]["podIP"] = json!("127.0.0.12");
+        let mut container = pod("c", "web", true);
+        container["spec"]["nodeName"] = json!("n2");
+        container["status"]["podIP"] = json!("10.88.0.5");
+        let node = json!({"metadata": {"name": "n2"}, "status": {
+            "addresses": [{"type": "InternalIP", "address": "127.0.0.12"}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 41000}}}});
+        let table = RouteTable::build(
+            &[service("web", "web", 30080)],
+            &[wasm, container],
+            &[],
+            &[node],
+        );
+        let agents: Vec<_> = table.node_ports[&30080]
+            .backends
+            .iter()
+            .map(|Backend::Pod { uid, agent, .. }| (uid.clone(), *agent))
+            .collect();
+        assert!(agents.contains(&("uid-w".into(), Some("127.0.0.12:41000".parse().unwrap()))));
+        assert!(
+            agents.contains(&("uid-c".into(), None)),
+            "containers go by pod IP"
+        );
+    }
+
+    #[test]
     fn node_ports_route_to_ready_selected_pods_round_robin() {
         let pods = [
             pod("a", "web", true),
@@ -312,7 +399,7 @@ mod tests {
             pod("c", "web", false),
             pod("d", "db", true),
         ];
-        let table = RouteTable::build(&[service("web", "web", 30080)], &pods, &[]);
+        let table = RouteTable::build(&[service("web", "web", 30080)], &pods, &[], &[]);
         let route = &table.node_ports[&30080];
         assert_eq!(route.backends.len(), 2);
         let picks: Vec<_> = (0..4)
@@ -331,6 +418,7 @@ mod tests {
             &[service("web", "web", 30080)],
             &[pod("c", "web", false)],
             &[],
+            &[],
         );
         assert!(table.node_ports[&30080].pick().is_none());
     }
@@ -348,7 +436,7 @@ mod tests {
                 ]}}
             ]}
         });
-        let table = RouteTable::build(&services, &pods, &[ingress]);
+        let table = RouteTable::build(&services, &pods, &[ingress], &[]);
         assert_eq!(
             table.ingress("shop.example:8080", "/api/x").unwrap().name,
             "default/api"

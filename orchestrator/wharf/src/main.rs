@@ -1,5 +1,6 @@
 //! The `wharf` command: `up` (all in one), `server` (control plane) and client verbs.
 
+mod agent;
 mod client;
 mod kubeconfig;
 mod node;
@@ -23,6 +24,8 @@ enum Command {
     Up(up::ServeArgs),
     /// Run the control plane only (API server and controllers).
     Server(up::ServeArgs),
+    /// Run a node that joins a `wharf server`: `wharf agent --server URL --name NODE`.
+    Agent(agent::AgentArgs),
     /// Create or update objects from YAML/JSON files, a directory, or `-` for stdin.
     Apply {
         /// File, directory or `-`.
@@ -137,6 +140,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Up(args) => up::run(args, up::Mode::AllInOne).await,
             Command::Server(args) => up::run(args, up::Mode::ControlPlane).await,
+            Command::Agent(args) => agent::run(args).await,
             Command::Apply { files, target } => client::apply(&target, &files).await,
             Command::Get {
                 kind,

@@ -9,15 +9,38 @@ use tokio::task::JoinHandle;
 use wharf_agent::images::WasmImages;
 use wharf_agent::network::{BridgeAddresses, DEFAULT_PLUGIN_DIR, NetworkConfig, PodNetworks};
 use wharf_agent::{Agent, AgentConfig, ContainerRuntime, ImageImporter};
-use wharf_apiserver::ApiServer;
-use wharf_apiserver::artifacts::ArtifactStore;
+use wharf_apiserver::client::ClusterApi;
 use wharf_containerd::{ContainerdConfig, ContainerdRuntime, ManagedContainerd};
 use wharf_gateway::{ClusterAddresses, Gateway, Handlers};
 use wharf_runtime::HttpHandler;
 use wharf_runtime::RuntimeError;
 use wharf_wasmtime::{WasmtimeConfig, WasmtimeRuntime};
 
-use crate::up::ServeArgs;
+/// The settings of a node: `wharf up`'s local node and `wharf agent`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct NodeArgs {
+    /// Address of the HTTP gateway (NodePort Services and Ingress); its IP is the node's.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub gateway_addr: std::net::SocketAddr,
+    /// containerd to use: a socket path, `managed` or `off`.
+    #[arg(long)]
+    pub containerd: Option<String>,
+    /// The name of this node (default: the host name).
+    #[arg(long, visible_alias = "name")]
+    pub node_name: Option<String>,
+    /// Registries (HOST:PORT) to pull from over plain HTTP; loopback registries always are.
+    #[arg(long = "insecure-registry")]
+    pub insecure_registries: Vec<String>,
+    /// The address range of container pods (CIDR); the node bridge takes its first address.
+    #[arg(long, default_value = wharf_agent::network::DEFAULT_SUBNET)]
+    pub pod_cidr: String,
+    /// The node bridge container pods attach to (at most 15 characters).
+    #[arg(long, default_value = wharf_agent::network::DEFAULT_BRIDGE)]
+    pub pod_bridge: String,
+}
+
+/// Resolves when the process is shutting down.
+pub type Stopping = Arc<dyn Fn() -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
 
 /// What `start` leaves running.
 pub struct Node {
@@ -27,6 +50,8 @@ pub struct Node {
     pub summary: String,
     /// The containerd Wharf started itself, if any; stopped when dropped.
     pub managed_containerd: Option<ManagedContainerd>,
+    /// The node's name.
+    pub node_name: String,
 }
 
 /// Imports archives into containerd.
@@ -132,7 +157,7 @@ fn which(program: &str) -> Option<std::path::PathBuf> {
 
 /// The network of container pods: a namespace per pod on the node bridge, or — when the CNI
 /// plugins are missing — the node's own network, said in the banner.
-fn pod_networks(args: &ServeArgs, node_dir: &Path) -> (Option<Arc<PodNetworks>>, String) {
+fn pod_networks(args: &NodeArgs, node_dir: &Path) -> (Option<Arc<PodNetworks>>, String) {
     let config = NetworkConfig {
         plugin_dir: DEFAULT_PLUGIN_DIR.into(),
         bridge: args.pod_bridge.clone(),
@@ -187,12 +212,13 @@ fn host_name() -> String {
         .unwrap_or_else(|| "wharf-node".into())
 }
 
-/// Starts the node components.
+/// Starts the node components — runtimes, agent (with its log endpoint) and gateway — on
+/// `api`, in process or remote, until `stopping` resolves.
 pub async fn start(
-    args: &ServeArgs,
+    args: &NodeArgs,
     data_dir: &Path,
-    server: &Arc<ApiServer>,
-    artifacts: Arc<ArtifactStore>,
+    api: Arc<dyn ClusterApi>,
+    stopping: Stopping,
 ) -> Result<Node> {
     let node_name = args.node_name.clone().unwrap_or_else(host_name);
     let node_dir = data_dir.join("node");
@@ -209,7 +235,6 @@ pub async fn start(
     let containers = containerd.clone().map(|runtime| ContainerRuntime {
         runtime: runtime.clone(),
         importer: Arc::new(ContainerdImporter(runtime)),
-        archives: artifacts.clone(),
         networks,
     });
     let wasm = WasmtimeRuntime::new(
@@ -218,7 +243,7 @@ pub async fn start(
             max_instances: 1000,
         },
         Arc::new(WasmImages::new(
-            artifacts.clone(),
+            api.clone(),
             args.insecure_registries.clone(),
         )),
     )
@@ -230,7 +255,7 @@ pub async fn start(
         .context("cannot open the agent's endpoint")?;
     let agent_port = agent_listener.local_addr()?.port();
     let agent = Agent::new(
-        server.registry.clone(),
+        api.clone(),
         AgentConfig {
             node_name: node_name.clone(),
             node_ip: ip.to_string(),
@@ -245,7 +270,7 @@ pub async fn start(
         .await
         .with_context(|| format!("cannot listen on --gateway-addr {}", args.gateway_addr))?;
     let gateway = Gateway::with_cluster_addresses(
-        server.registry.clone(),
+        api.clone(),
         Arc::new(AgentHandlers(agent.clone())),
         ip,
         Some(Arc::new(OnTheBridge(BridgeAddresses::new(
@@ -255,21 +280,14 @@ pub async fn start(
 
     let mut tasks = Vec::new();
     let agent_app = wharf_agent::logs::router(agent.clone());
-    let stop_agent_http = server.stopping();
+    let stop_agent_http = stopping();
     tasks.push(tokio::spawn(async move {
         let _ = axum::serve(agent_listener, agent_app)
             .with_graceful_shutdown(stop_agent_http)
             .await;
     }));
-    tasks.push(tokio::spawn(agent.run(server.stopping())));
-    tasks.push(tokio::spawn(wharf_controllers::binder::run(
-        server.registry.clone(),
-        node_name.clone(),
-        server.stopping(),
-    )));
-    tasks.push(tokio::spawn(
-        gateway.run(gateway_listener, server.stopping()),
-    ));
+    tasks.push(tokio::spawn(agent.run(stopping())));
+    tasks.push(tokio::spawn(gateway.run(gateway_listener, stopping())));
 
     let summary = format!(
         "  node:       {node_name} (Wasm pods in process)\n  {containerd_line}{network_line}\n  gateway:    http://{} (NodePort Services on {ip}:NODEPORT)",
@@ -279,5 +297,6 @@ pub async fn start(
         tasks,
         summary,
         managed_containerd,
+        node_name,
     })
 }

@@ -22,30 +22,15 @@ pub struct ServeArgs {
     /// Address of the Kubernetes API.
     #[arg(long, default_value = "127.0.0.1:6443")]
     pub api_addr: SocketAddr,
-    /// Address of the HTTP gateway (NodePort Services and Ingress).
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    pub gateway_addr: SocketAddr,
-    /// containerd to use: a socket path, `managed` or `off`.
-    #[arg(long)]
-    pub containerd: Option<String>,
     /// Revisions of history kept for watches to resume from.
     #[arg(long, default_value_t = StoreConfig::default().history_revisions)]
     pub history_revisions: u64,
-    /// The name of this node (default: the host name).
-    #[arg(long)]
-    pub node_name: Option<String>,
-    /// Registries (HOST:PORT) to pull from over plain HTTP; loopback registries always are.
-    #[arg(long = "insecure-registry")]
-    pub insecure_registries: Vec<String>,
     /// The range Services get their cluster IPs from (IPv4 CIDR).
     #[arg(long, default_value = wharf_apiserver::registry::ServiceRange::DEFAULT)]
     pub service_cidr: wharf_apiserver::registry::ServiceRange,
-    /// The address range of container pods (CIDR); the node bridge takes its first address.
-    #[arg(long, default_value = wharf_agent::network::DEFAULT_SUBNET)]
-    pub pod_cidr: String,
-    /// The node bridge container pods attach to (at most 15 characters).
-    #[arg(long, default_value = wharf_agent::network::DEFAULT_BRIDGE)]
-    pub pod_bridge: String,
+    /// The local node's settings (`wharf up`).
+    #[command(flatten)]
+    pub node: node::NodeArgs,
 }
 
 /// Which components run in this process.
@@ -57,7 +42,7 @@ pub enum Mode {
     ControlPlane,
 }
 
-fn init_tracing() {
+pub(crate) fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
@@ -121,8 +106,20 @@ pub async fn run(args: ServeArgs, mode: Mode) -> Result<()> {
     let mut node_summary = None;
     let mut managed_containerd = None;
     if mode == Mode::AllInOne {
-        let node = node::start(&args, &data_dir, &server, artifacts).await?;
+        let api = Arc::new(wharf_apiserver::client::InProcessApi::new(
+            server.registry.clone(),
+            Some(artifacts),
+        ));
+        let stopping_server = server.clone();
+        let stopping: node::Stopping = Arc::new(move || Box::pin(stopping_server.stopping()));
+        let node = node::start(&args.node, &data_dir, api, stopping).await?;
         background.extend(node.tasks);
+        // Until the scheduler exists, the one local node takes every pod.
+        background.push(tokio::spawn(wharf_controllers::binder::run(
+            server.registry.clone(),
+            node.node_name,
+            server.stopping(),
+        )));
         node_summary = Some(node.summary);
         managed_containerd = node.managed_containerd;
     }
@@ -188,11 +185,11 @@ fn print_banner(
     println!("  export KUBECONFIG={}", kubeconfig_path.display());
     println!("  make samples && make push-samples");
     println!("  kubectl apply -f samples/hello-http/");
-    println!("  curl http://{}:30080/", args.gateway_addr.ip());
+    println!("  curl http://{}:30080/", args.node.gateway_addr.ip());
     println!("or, in one step: wharf deploy samples/out/hello-http.wasm");
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -97,3 +97,44 @@ async fn plain_json_is_served_when_table_is_not_the_first_choice() {
         .await;
     assert_eq!(reply.body["kind"], "ConfigMapList");
 }
+
+#[tokio::test]
+async fn nodes_show_ready_or_not_ready_as_kubectl_prints_them() {
+    let t = TestServer::new().await;
+    for (name, ready) in [("n1", "True"), ("n2", "Unknown")] {
+        let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
+            "status": {"conditions": [{"type": "Ready", "status": ready}],
+                       "addresses": [{"type": "InternalIP", "address": "127.0.0.11"}],
+                       "nodeInfo": {"kubeletVersion": "v1.37.0-wharf"}}});
+        t.create("/api/v1/nodes", &node).await;
+    }
+    let reply = t
+        .request(
+            Method::GET,
+            "/api/v1/nodes",
+            None,
+            &[("accept", TABLE_ACCEPT)],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(reply.code, StatusCode::OK, "{:#}", reply.body);
+    let columns: Vec<&str> = reply.body["columnDefinitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(&columns[..5], ["Name", "Status", "Roles", "Age", "Version"]);
+    let rows = reply.body["rows"].as_array().unwrap();
+    let status: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["cells"][0].as_str().unwrap(),
+                r["cells"][1].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert!(status.contains(&("n1", "Ready")), "{status:?}");
+    assert!(status.contains(&("n2", "NotReady")), "{status:?}");
+}
