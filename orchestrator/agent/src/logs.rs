@@ -45,8 +45,10 @@ async fn pod_http(
     use http_body_util::BodyExt;
     let uid = params.get("uid").cloned().unwrap_or_default();
     let Some((_, handler)) = agent.http_handlers(&uid).into_iter().next() else {
+        // The gateway that sent it may try another replica: say nothing was served.
         return (
             StatusCode::SERVICE_UNAVAILABLE,
+            [("x-wharf-not-serving", "1")],
             format!("pod {uid} has no running HTTP handler on this node\n"),
         )
             .into_response();

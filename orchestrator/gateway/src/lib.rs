@@ -34,6 +34,28 @@ use wharf_runtime::{Body, HttpHandler};
 
 use crate::table::{Backend, RouteTable};
 
+/// How many replicas one bodiless request may be tried on.
+const MAX_ATTEMPTS: usize = 3;
+/// Set by an agent on a 503 for a pod it does not serve (any more): the request never reached
+/// the workload, so another replica may take it.
+pub const NOT_SERVING: &str = "x-wharf-not-serving";
+/// Set by the gateway on a 502 for a replica it could not connect to.
+const NOT_REACHED: &str = "x-wharf-not-reached";
+
+/// What became of a request sent to one replica.
+enum Sent {
+    /// The replica answered (whatever the status).
+    Answered(hyper::Response<Body>),
+    /// The replica does not serve; the response says why, if no other replica does either.
+    NotServing(hyper::Response<Body>),
+}
+
+fn empty() -> Body {
+    http_body_util::Empty::<Bytes>::new()
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
 /// The kinds the routing table is built from.
 const ROUTING_RESOURCES: [&str; 4] = ["services", "pods", "ingresses", "nodes"];
 
@@ -70,7 +92,7 @@ pub struct Gateway {
     cluster_ports: std::sync::Mutex<HashMap<SocketAddr, JoinHandle<()>>>,
     client: hyper_util::client::legacy::Client<
         hyper_util::client::legacy::connect::HttpConnector,
-        Incoming,
+        Body,
     >,
 }
 
@@ -322,12 +344,58 @@ impl Gateway {
         let Some(service) = service else {
             return text(404, "no Service or Ingress rule matches this request\n");
         };
-        let Some(backend) = service.pick() else {
+        if service.backends.is_empty() {
             return text(
                 503,
                 &format!("service {} has no ready endpoints\n", service.name),
             );
+        }
+        // A request without a body can be sent again: if the replica picked turns out not to
+        // serve any more (it is stopping, its node's agent has no handler for it, a container
+        // refuses the connection), the next one is tried, so a rollout or a scale-down does
+        // not fail requests that raced with it.
+        let (parts, body) = request.into_parts();
+        let idempotent = matches!(
+            parts.method,
+            http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+        );
+        let replayable = idempotent && hyper::body::Body::is_end_stream(&body);
+        let mut body = Some(body.map_err(std::io::Error::other).boxed_unsync());
+        let attempts = if replayable {
+            service.backends.len().min(MAX_ATTEMPTS)
+        } else {
+            1
         };
+        let mut last = None;
+        for _ in 0..attempts {
+            let Some(backend) = service.pick() else {
+                break;
+            };
+            let body = match body.take() {
+                Some(body) if !replayable => body,
+                _ => empty(),
+            };
+            let request = hyper::Request::from_parts(parts.clone(), body);
+            match self.send(service, backend, request).await {
+                Sent::Answered(response) => return response,
+                Sent::NotServing(response) => last = Some(response),
+            }
+        }
+        last.unwrap_or_else(|| {
+            text(
+                503,
+                &format!("service {} has no ready endpoints\n", service.name),
+            )
+        })
+    }
+
+    /// Sends a request to one replica.
+    async fn send(
+        &self,
+        service: &table::ServiceRoute,
+        backend: &Backend,
+        request: hyper::Request<Body>,
+    ) -> Sent {
         let Backend::Pod {
             uid,
             port,
@@ -341,26 +409,36 @@ impl Gateway {
             .or(handlers.first())
             .map(|(_, h)| h.clone());
         match (handler, agent, address) {
-            (Some(handler), _, _) => {
-                let request =
-                    request.map(|body| body.map_err(std::io::Error::other).boxed_unsync());
-                handler.handle(request).await
-            }
-            // A Wasm replica on another node: through that node's agent, which serves it in
-            // process.
+            (Some(handler), _, _) => Sent::Answered(handler.handle(request).await),
+            // A Wasm replica on another node (or one here that just stopped): through that
+            // node's agent, which serves it in process.
             (None, Some(agent), _) => {
                 let prefix = format!("/wharf/pods/{uid}/http");
-                self.forward_to(*agent, &prefix, request).await
+                let response = self.forward_to(*agent, &prefix, request).await;
+                if response.status() == 503 && response.headers().contains_key(NOT_SERVING) {
+                    Sent::NotServing(response)
+                } else if response.headers().contains_key(NOT_REACHED) {
+                    Sent::NotServing(response)
+                } else {
+                    Sent::Answered(response)
+                }
             }
             // A container: forward over its pod IP.
-            (None, None, Some(address)) => self.forward(*address, request).await,
-            (None, None, None) => text(
+            (None, None, Some(address)) => {
+                let response = self.forward(*address, request).await;
+                if response.headers().contains_key(NOT_REACHED) {
+                    Sent::NotServing(response)
+                } else {
+                    Sent::Answered(response)
+                }
+            }
+            (None, None, None) => Sent::NotServing(text(
                 502,
                 &format!(
                     "the endpoint of service {} cannot be reached\n",
                     service.name
                 ),
-            ),
+            )),
         }
     }
 
@@ -368,7 +446,7 @@ impl Gateway {
     async fn forward(
         &self,
         address: SocketAddr,
-        request: hyper::Request<Incoming>,
+        request: hyper::Request<Body>,
     ) -> hyper::Response<Body> {
         self.forward_to(address, "", request).await
     }
@@ -378,7 +456,7 @@ impl Gateway {
         &self,
         address: SocketAddr,
         prefix: &str,
-        request: hyper::Request<Incoming>,
+        request: hyper::Request<Body>,
     ) -> hyper::Response<Body> {
         let (mut parts, body) = request.into_parts();
         let path = parts
@@ -393,10 +471,19 @@ impl Gateway {
         let request = hyper::Request::from_parts(parts, body);
         match self.client.request(request).await {
             Ok(response) => response.map(|body| body.map_err(std::io::Error::other).boxed_unsync()),
-            Err(error) => text(
-                502,
-                &format!("cannot reach the pod at {address}: {error}\n"),
-            ),
+            Err(error) => {
+                let mut response = text(
+                    502,
+                    &format!("cannot reach the pod at {address}: {error}\n"),
+                );
+                if error.is_connect() {
+                    // Nothing reached the pod: another replica may take the request.
+                    response
+                        .headers_mut()
+                        .insert(NOT_REACHED, http::HeaderValue::from_static("1"));
+                }
+                response
+            }
         }
     }
 }

@@ -1,7 +1,7 @@
 //! One `wharf server` and `wharf agent` nodes as separate processes: the agents join over the
 //! API's HTTP, run the pods bound to them, and every node's gateway reaches the Wasm pods of
-//! every node; logs of a pod on an agent come through the server; an agent killed and started
-//! again takes its node back.
+//! every node; logs of a pod on an agent come through the server; requests routed to a replica
+//! on a dead node go to another replica; an agent killed and started again takes its node back.
 
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -101,6 +101,11 @@ fn agents_join_a_server_and_every_gateway_reaches_the_pods_of_every_node() {
     // The agent of n2 is killed and comes back: its node is Ready again and its pod runs and
     // answers through the other node's gateway.
     n2.kill9();
+    // Meanwhile p2 still counts as ready (nothing has noticed the node is gone), and n1's
+    // gateway still picks it in turn: the connection is refused, and the request is served
+    // by p1 instead of failing.
+    let only_p1: BTreeSet<String> = ["p1".to_owned()].into();
+    assert_eq!(hosts(&n1), only_p1);
     n2.restart().unwrap();
     eventually("n2 to be Ready again", 30, || ready_nodes(&server) == 2);
     eventually("p2 to answer again through n1", 60, || hosts(&n1) == both);
