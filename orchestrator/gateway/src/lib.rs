@@ -415,9 +415,9 @@ impl Gateway {
             (None, Some(agent), _) => {
                 let prefix = format!("/wharf/pods/{uid}/http");
                 let response = self.forward_to(*agent, &prefix, request).await;
-                if response.status() == 503 && response.headers().contains_key(NOT_SERVING) {
-                    Sent::NotServing(response)
-                } else if response.headers().contains_key(NOT_REACHED) {
+                let not_serving =
+                    response.status() == 503 && response.headers().contains_key(NOT_SERVING);
+                if not_serving || response.headers().contains_key(NOT_REACHED) {
                     Sent::NotServing(response)
                 } else {
                     Sent::Answered(response)
