@@ -41,6 +41,7 @@ pub async fn run(args: AgentArgs) -> Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
     let data_dir = args.data_dir.canonicalize()?;
+    let _lock = lock_data_dir(&data_dir)?;
     wait_for_server(&server).await?;
 
     let (stop, stopped) = watch::channel(false);
@@ -62,6 +63,25 @@ pub async fn run(args: AgentArgs) -> Result<()> {
     drop(node.managed_containerd);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Holds an exclusive lock on the data dir for as long as the agent runs: two agents on one
+/// directory would run the same pods twice.
+fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File> {
+    let path = data_dir.join("agent.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(file),
+        Err(_) => bail!(
+            "the data dir {} is in use by another wharf agent; stop it first or pass a different --data-dir",
+            data_dir.display()
+        ),
+    }
 }
 
 /// Waits until the server answers `/readyz` (it may be starting too).

@@ -94,6 +94,27 @@ fn agents_join_a_server_and_every_gateway_reaches_the_pods_of_every_node() {
     eventually("n1's gateway to reach both pods", 60, || hosts(&n1) == both);
     eventually("n2's gateway to reach both pods", 30, || hosts(&n2) == both);
 
+    // A second agent on a data dir in use is refused.
+    let second = Command::new(wharf_bin())
+        .args([
+            "agent",
+            "--server",
+            &server.url(),
+            "--name",
+            "n1-again",
+            "--data-dir",
+        ])
+        .arg(&n1.data_dir)
+        .args(["--gateway-addr", "127.0.0.1:0", "--containerd", "off"])
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("in use by another wharf agent"),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+
     // Logs of a pod on an agent, through the server.
     let logs = run(server.kubectl().args(["logs", "p2"])).unwrap();
     assert!(logs.contains("GET /env/HOSTNAME -> 200"), "{logs}");
