@@ -2,6 +2,7 @@
 # Benchmarks, side by side with the peer in one run, printed as one table and appended (with the
 # date, machine and versions) to BENCHMARKS.md:
 #   - control plane: durable creates and watch delivery, Wharf next to a single-node etcd;
+#   - scheduler: pods placed per second over 1,000 simulated nodes (in process);
 #   - Wasm: hello-http through Wharf's gateway next to `wasmtime serve` (same component, same
 #     wrk load), pod create→Running, first request, density;
 #   - containers: pod create→Running and delete next to `ctr run -d` / `ctr tasks rm -f` of the
@@ -30,7 +31,7 @@ if [ ! -x "$WASMTIME" ]; then
 fi
 
 scripts/build-samples.sh >&2
-cargo build --release --bin wharf -p wharf --bin wharf-bench --bin wharf-bench-wasm --bin wharf-bench-containers -p wharf-e2e >&2
+cargo build --release --bin wharf -p wharf --bin wharf-bench --bin wharf-bench-wasm --bin wharf-bench-containers --bin wharf-bench-scheduler -p wharf-e2e >&2
 
 WORK=$(mktemp -d)
 PIDS=()
@@ -58,6 +59,8 @@ TABLE="$WORK/table.md"
   echo "|---|---|---|---|"
 } | tee "$TABLE"
 target/release/wharf-bench --wharf "http://127.0.0.1:$API_PORT" --etcd "http://127.0.0.1:$ETCD_PORT" | tee -a "$TABLE"
+# Scheduler: the pure placement of 30,000 pods over 1,000 simulated nodes, in process.
+target/release/wharf-bench-scheduler | tee -a "$TABLE"
 
 # Wasm: a fresh Wharf with its gateway on 127.0.0.2, next to wasmtime serve.
 SERVE_PORT=$(free_port)
