@@ -6,7 +6,8 @@
 //! - **claiming**: controlled ReplicaSets that no longer match the selector are released,
 //!   uncontrolled matching ones adopted (not while the Deployment is being deleted).
 //! - **the new ReplicaSet**: the oldest one whose template equals the Deployment's, ignoring
-//!   the `pod-template-hash` label. If there is none, one is created, named
+//!   the `pod-template-hash` label and empty values (`resources: {}`, which kubectl writes,
+//!   is no `resources`, as in Kubernetes' Go structs). If there is none, one is created, named
 //!   `DEPLOYMENT-HASH`, where HASH ([`pod_template_hash`]) is a stable hash of the template
 //!   (and of `status.collisionCount`); the hash is also a label of the ReplicaSet, of its
 //!   template and of its selector, so ReplicaSets of one Deployment never select each other's
@@ -16,10 +17,13 @@
 //!   the same annotation. The Deployment's other annotations (such as
 //!   `kubernetes.io/change-cause`) are copied to the new ReplicaSet, for `rollout history`.
 //! - **replica counts**: [`replica_targets`] decides how many replicas each ReplicaSet should
-//!   have. For now it is the basic reconcile — the new one gets `spec.replicas`, the old ones
-//!   zero, at once, for both strategies; `RollingUpdate`'s `maxSurge`/`maxUnavailable` steps
-//!   and `Recreate`'s wait for old pods are to replace that one function. A paused Deployment
-//!   gets no new ReplicaSet; only a single active ReplicaSet is scaled while it is paused.
+//!   have, one rollout step per pass, as Kubernetes does: `RollingUpdate` grows the new
+//!   ReplicaSet within `spec.replicas + maxSurge` pods and shrinks the old ones only while at
+//!   least `spec.replicas - maxUnavailable` pods stay available; `Recreate` scales the old ones
+//!   to zero and creates or scales up the new one once their pods are gone (from the
+//!   ReplicaSets' status: no replicas, no terminating pods). A change of `spec.replicas` in the
+//!   middle of a rollout, or while paused, is shared among the active ReplicaSets in
+//!   proportion to their size. A paused Deployment gets no new ReplicaSet and takes no step.
 //! - **history**: fully scaled-down old ReplicaSets beyond `spec.revisionHistoryLimit` are
 //!   deleted, lowest revision first.
 //! - **status**: `replicas`, `updatedReplicas`, `readyReplicas`, `availableReplicas`,
@@ -32,6 +36,9 @@
 //! A Deployment being deleted only has its status updated; the garbage collector removes its
 //! ReplicaSets. [`run`] re-plans a namespace whenever a Deployment or ReplicaSet in it changes,
 //! when a progress deadline falls due, and every [`RESYNC_INTERVAL`](crate::RESYNC_INTERVAL).
+//! Pods becoming ready or going away change their ReplicaSet's status (the ReplicaSet
+//! controller watches pods), and that change starts the Deployment's next step, so a rollout
+//! moves as fast as its pods do.
 //! Every write is guarded by the target's uid. If the name `DEPLOYMENT-HASH` is taken by a
 //! ReplicaSet that is not this template's, `status.collisionCount` is bumped, which changes
 //! the hash for the next pass.
@@ -130,44 +137,333 @@ pub enum Action {
 /// How many replicas each of a Deployment's ReplicaSets should have.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReplicaTargets {
-    /// For the new ReplicaSet; `None` means it is not to be created now (paused).
+    /// For the new ReplicaSet; `None` means it is not to be created now (paused, a scaling
+    /// event, or `Recreate` still waiting for the old pods to go).
     pub new: Option<i32>,
     /// For each old ReplicaSet, in the order given.
     pub old: Vec<i32>,
 }
 
-/// Decides the replica count of every ReplicaSet of a Deployment. This is the one place a
-/// rollout strategy lives: today the basic reconcile (new = `spec.replicas`, old = 0); a
-/// proper `RollingUpdate` (bounded by `maxSurge`/`maxUnavailable` and the old pods' readiness)
-/// and `Recreate` (old to zero first, new once their pods are gone) will compute it here.
+/// Decides the replica count of every ReplicaSet of a Deployment: the one place a rollout
+/// strategy lives, as in Kubernetes' deployment controller. `old` must be oldest first (as
+/// [`plan`] orders them). Each pass takes one step; the next pass, triggered by the
+/// ReplicaSets' status changing as their pods come and go, takes the next.
+///
+/// - **paused**, or a **scaling event** (an active ReplicaSet's `desired-replicas` annotation
+///   is not `spec.replicas`): only sizes change (see `scale`), no rollout step is taken.
+/// - **`Recreate`**: all old ReplicaSets go to zero; once no pod of theirs is left (not even
+///   a terminating one), the new ReplicaSet is created or scaled to `spec.replicas`.
+/// - **`RollingUpdate`**: the new ReplicaSet grows while all ReplicaSets together ask for
+///   at most `spec.replicas + maxSurge`; if it did not grow in this pass, the old ones shrink
+///   as far as availability allows — at least `spec.replicas - maxUnavailable` pods stay
+///   available — unavailable old pods first, then oldest ReplicaSet first.
 pub fn replica_targets(
     deployment: &Deployment,
     new_rs: Option<&ReplicaSet>,
     old: &[&ReplicaSet],
 ) -> ReplicaTargets {
-    let desired = desired_replicas(deployment);
-    if deployment.spec.paused != Some(true) {
-        return ReplicaTargets {
-            new: Some(desired),
-            old: vec![0; old.len()],
-        };
-    }
-    // Paused: no rollout, only scaling. With one active ReplicaSet that is unambiguous;
-    // proportional scaling of several (mid-rollout) is left for the rolling update.
-    let current = |rs: &ReplicaSet| rs.spec.replicas.unwrap_or(0);
-    let mut targets = ReplicaTargets {
-        new: new_rs.map(current),
-        old: old.iter().map(|rs| current(rs)).collect(),
+    let current = ReplicaTargets {
+        new: new_rs.map(spec_replicas),
+        old: old.iter().map(|rs| spec_replicas(rs)).collect(),
     };
-    let active_old: Vec<usize> = (0..old.len()).filter(|&i| targets.old[i] > 0).collect();
-    let new_active = targets.new.is_some_and(|n| n > 0);
-    match (new_active, active_old.as_slice()) {
-        (true, []) => targets.new = Some(desired),
-        (false, [only]) => targets.old[*only] = desired,
-        (false, []) if new_rs.is_some() => targets.new = Some(desired),
+    let paused = deployment.spec.paused == Some(true);
+    if paused || is_scaling_event(deployment, new_rs, old) {
+        match scale(deployment, new_rs, old, &current) {
+            Some(targets) => return targets,
+            None if paused => return current,
+            // Several active ReplicaSets under `Recreate`: there is no proportion to keep;
+            // the strategy below scales the old ones to zero and the new one to size.
+            None => {}
+        }
+    }
+    if rolling_update(deployment).is_some() {
+        rolling_update_step(deployment, new_rs, old, current)
+    } else {
+        recreate_step(deployment, old, current)
+    }
+}
+
+fn spec_replicas(rs: &ReplicaSet) -> i32 {
+    rs.spec.replicas.unwrap_or(0)
+}
+
+fn available_replicas(rs: &ReplicaSet) -> i32 {
+    rs.status
+        .as_ref()
+        .and_then(|s| s.available_replicas)
+        .unwrap_or(0)
+}
+
+fn annotation_i32(rs: &ReplicaSet, name: &str) -> Option<i32> {
+    rs.metadata.annotations.as_ref()?.get(name)?.parse().ok()
+}
+
+/// Kubernetes' `isScalingEvent`: `spec.replicas` changed since an active ReplicaSet (one
+/// with replicas) was last sized for it.
+fn is_scaling_event(
+    deployment: &Deployment,
+    new_rs: Option<&ReplicaSet>,
+    old: &[&ReplicaSet],
+) -> bool {
+    let desired = desired_replicas(deployment);
+    new_rs
+        .into_iter()
+        .chain(old.iter().copied())
+        .filter(|rs| spec_replicas(rs) > 0)
+        .filter_map(|rs| annotation_i32(rs, DESIRED_REPLICAS))
+        .any(|annotated| annotated != desired)
+}
+
+/// Which of a Deployment's ReplicaSets: the new one or the old one at this index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Slot {
+    New,
+    Old(usize),
+}
+
+impl ReplicaTargets {
+    fn set(&mut self, slot: Slot, replicas: i32) {
+        match slot {
+            Slot::New => self.new = Some(replicas),
+            Slot::Old(i) => self.old[i] = replicas,
+        }
+    }
+}
+
+/// Creation order, as Kubernetes' `ReplicaSetsByCreationTimestamp`: oldest first, then name.
+fn creation_order(a: &ReplicaSet, b: &ReplicaSet) -> std::cmp::Ordering {
+    a.metadata
+        .creation_timestamp
+        .cmp(&b.metadata.creation_timestamp)
+        .then_with(|| a.metadata.name.cmp(&b.metadata.name))
+}
+
+/// Kubernetes' `scale`: sizes change, no rollout step. One active ReplicaSet (or, with none
+/// active, the newest) gets `spec.replicas`; a saturated new ReplicaSet (all replicas
+/// available) sends the old ones to zero; otherwise, under `RollingUpdate`, the change to
+/// `spec.replicas + maxSurge` is shared among the active ReplicaSets in proportion to their
+/// size, so a scale in the middle of a rollout keeps the rollout's ratio. `None` when no rule
+/// applies (several active ReplicaSets under `Recreate`).
+fn scale(
+    deployment: &Deployment,
+    new_rs: Option<&ReplicaSet>,
+    old: &[&ReplicaSet],
+    current: &ReplicaTargets,
+) -> Option<ReplicaTargets> {
+    let desired = desired_replicas(deployment);
+    let mut targets = current.clone();
+    let mut active: Vec<(Slot, &ReplicaSet)> = new_rs
+        .map(|rs| (Slot::New, rs))
+        .into_iter()
+        .chain(old.iter().enumerate().map(|(i, rs)| (Slot::Old(i), *rs)))
+        .filter(|(_, rs)| spec_replicas(rs) > 0)
+        .collect();
+    // Kubernetes' `FindActiveOrLatest`.
+    match active.as_slice() {
+        [] => {
+            if new_rs.is_some() {
+                targets.new = Some(desired);
+            } else if let Some(newest) = targets.old.last_mut() {
+                *newest = desired;
+            }
+            return Some(targets);
+        }
+        [(slot, _)] => {
+            targets.set(*slot, desired);
+            return Some(targets);
+        }
         _ => {}
     }
+    if let Some(rs) = new_rs
+        && spec_replicas(rs) == desired
+        && annotation_i32(rs, DESIRED_REPLICAS) == Some(desired)
+        && available_replicas(rs) == desired
+    {
+        for (slot, _) in &active {
+            if *slot != Slot::New {
+                targets.set(*slot, 0);
+            }
+        }
+        return Some(targets);
+    }
+    rolling_update(deployment)?;
+    let total: i32 = active.iter().map(|(_, rs)| spec_replicas(rs)).sum();
+    let allowed = if desired > 0 {
+        desired + max_surge(deployment)
+    } else {
+        0
+    };
+    let to_add = allowed - total;
+    // Larger ReplicaSets first; among equals, newer first when growing, older when shrinking.
+    active.sort_by(|(_, a), (_, b)| {
+        spec_replicas(b).cmp(&spec_replicas(a)).then_with(|| {
+            if to_add > 0 {
+                creation_order(b, a)
+            } else {
+                creation_order(a, b)
+            }
+        })
+    });
+    let mut added = 0;
+    let mut sizes: Vec<i32> = Vec::with_capacity(active.len());
+    for (_, rs) in &active {
+        let proportion = replica_set_proportion(deployment, rs, to_add, added);
+        sizes.push(spec_replicas(rs) + proportion);
+        added += proportion;
+    }
+    // What rounding left over goes to (or comes from) the largest.
+    sizes[0] = (sizes[0] + to_add - added).max(0);
+    for ((slot, _), size) in active.iter().zip(sizes) {
+        targets.set(*slot, size);
+    }
+    Some(targets)
+}
+
+/// Kubernetes' `GetReplicaSetProportion`: this ReplicaSet's share of `to_add` (negative when
+/// shrinking), never more than what is left of it after `added`.
+fn replica_set_proportion(
+    deployment: &Deployment,
+    rs: &ReplicaSet,
+    to_add: i32,
+    added: i32,
+) -> i32 {
+    if spec_replicas(rs) == 0 || to_add == 0 || to_add == added {
+        return 0;
+    }
+    let fraction = replica_set_fraction(deployment, rs);
+    let allowed = to_add - added;
+    if to_add > 0 {
+        fraction.min(allowed)
+    } else {
+        fraction.max(allowed)
+    }
+}
+
+/// Kubernetes' `getReplicaSetFraction`: how much the ReplicaSet should change so that its
+/// share of the Deployment's maximum size (`spec.replicas + maxSurge`) stays the same as it
+/// was under the maximum it was last sized for (its `max-replicas` annotation).
+fn replica_set_fraction(deployment: &Deployment, rs: &ReplicaSet) -> i32 {
+    let replicas = spec_replicas(rs);
+    let desired = desired_replicas(deployment);
+    if desired == 0 {
+        return -replicas;
+    }
+    let max_now = desired + max_surge(deployment);
+    let max_before = match annotation_i32(rs, MAX_REPLICAS) {
+        Some(n) if n != 0 => n,
+        _ => deployment
+            .status
+            .as_ref()
+            .and_then(|s| s.replicas)
+            .unwrap_or(0),
+    };
+    if max_before == 0 {
+        return 0;
+    }
+    // Go's `math.Round`, like Rust's `round`, rounds halves away from zero.
+    let scaled = f64::from(replicas) * f64::from(max_now) / f64::from(max_before);
+    scaled.round() as i32 - replicas
+}
+
+/// One `RollingUpdate` step: Kubernetes' `reconcileNewReplicaSet`, then, if the new
+/// ReplicaSet already exists and did not grow, `reconcileOldReplicaSets`.
+fn rolling_update_step(
+    deployment: &Deployment,
+    new_rs: Option<&ReplicaSet>,
+    old: &[&ReplicaSet],
+    mut targets: ReplicaTargets,
+) -> ReplicaTargets {
+    let desired = desired_replicas(deployment);
+    let new_now = targets.new.unwrap_or(0);
+    let total: i32 = new_now + targets.old.iter().sum::<i32>();
+    let new_target = if new_now >= desired {
+        desired
+    } else {
+        let max_total = desired + max_surge(deployment);
+        new_now + (max_total - total).clamp(0, desired - new_now)
+    };
+    targets.new = Some(new_target);
+    if new_rs.is_some() && new_target != new_now {
+        // Kubernetes takes one step per pass: the old ReplicaSets wait for the next one.
+        return targets;
+    }
+
+    let old_total: i32 = targets.old.iter().sum();
+    if old_total == 0 {
+        return targets;
+    }
+    let min_available = desired - max_unavailable(deployment);
+    // Available pods of a ReplicaSet, as far as its status knows. Never more than its
+    // replicas: a ReplicaSet that was just scaled down may still report the pods it is about
+    // to delete, and counting those could take availability below the minimum.
+    let available = |rs: Option<&ReplicaSet>, replicas: i32| {
+        rs.map_or(0, available_replicas).min(replicas).max(0)
+    };
+    let new_unavailable = new_target - available(new_rs, new_target);
+    let max_scaled_down = new_target + old_total - min_available - new_unavailable;
+    if max_scaled_down <= 0 {
+        return targets;
+    }
+    // Unavailable old pods go first: they serve nobody, and they may be why the rollout is
+    // stuck (kubernetes/kubernetes#16737).
+    let mut cleaned = 0;
+    for (i, rs) in old.iter().enumerate() {
+        if cleaned >= max_scaled_down {
+            break;
+        }
+        let replicas = targets.old[i];
+        let unavailable = replicas - available(Some(rs), replicas);
+        if replicas == 0 || unavailable <= 0 {
+            continue;
+        }
+        let step = unavailable.min(max_scaled_down - cleaned);
+        targets.old[i] = replicas - step;
+        cleaned += step;
+    }
+    // Then available ones, oldest ReplicaSet first, as long as enough stay available.
+    let available_total = available(new_rs, new_target)
+        + old
+            .iter()
+            .zip(&targets.old)
+            .map(|(rs, &replicas)| available(Some(rs), replicas))
+            .sum::<i32>();
+    let mut to_scale_down = available_total - min_available;
+    for replicas in &mut targets.old {
+        if to_scale_down <= 0 {
+            break;
+        }
+        let step = (*replicas).min(to_scale_down);
+        *replicas -= step;
+        to_scale_down -= step;
+    }
     targets
+}
+
+/// One `Recreate` step: the old ReplicaSets go to zero; the new one is created or scaled up
+/// only once no pod of theirs is left, so old and new pods never run side by side.
+fn recreate_step(
+    deployment: &Deployment,
+    old: &[&ReplicaSet],
+    mut targets: ReplicaTargets,
+) -> ReplicaTargets {
+    if targets.old.iter().any(|&n| n > 0) {
+        targets.old.iter_mut().for_each(|n| *n = 0);
+        return targets;
+    }
+    if old.iter().any(|rs| old_pods_may_remain(rs)) {
+        return targets;
+    }
+    targets.new = Some(desired_replicas(deployment));
+    targets
+}
+
+/// Whether a ReplicaSet may still have pods, running or terminating (Kubernetes'
+/// `oldPodsRunning`, from the ReplicaSet's status instead of a pod list). A status that has
+/// not yet seen the latest spec (such as the scale to zero) cannot tell, so it counts as yes.
+fn old_pods_may_remain(rs: &ReplicaSet) -> bool {
+    let status = rs.status.as_ref();
+    status.is_none_or(|s| s.observed_generation < rs.metadata.generation)
+        || status.is_some_and(|s| s.replicas > 0 || s.terminating_replicas.unwrap_or(0) > 0)
 }
 
 /// Plans the writes for one Deployment.
@@ -289,9 +585,10 @@ pub fn plan(
         (None, None) => {}
     }
     for (rs, &target) in old.iter().zip(&targets.old) {
-        // Old ReplicaSets are only touched when their size changes (then, as in Kubernetes,
-        // their replica annotations follow the Deployment's).
-        if rs.spec.replicas.unwrap_or(0) != target {
+        // Old ReplicaSets are only touched when their size changes or while they are active
+        // (then, as in Kubernetes, their replica annotations follow the Deployment's): an
+        // active ReplicaSet with stale annotations would make every pass a scaling event.
+        if rs.spec.replicas.unwrap_or(0) != target || target > 0 {
             let wanted = BTreeMap::from([
                 (DESIRED_REPLICAS.to_owned(), desired.to_string()),
                 (MAX_REPLICAS.to_owned(), max_replicas.to_string()),
@@ -452,39 +749,55 @@ pub fn revision_of(rs: &ReplicaSet) -> Option<i64> {
         .ok()
 }
 
-/// Whether a ReplicaSet's template is the Deployment's, the `pod-template-hash` label aside.
+/// Whether a ReplicaSet's template is the Deployment's, the `pod-template-hash` label aside
+/// (and empty values, see [`template_value`]).
 pub fn equal_ignoring_hash(
     rs_template: Option<&PodTemplateSpec>,
     template: &PodTemplateSpec,
 ) -> bool {
-    fn without_hash(template: &PodTemplateSpec) -> PodTemplateSpec {
-        let mut template = template.clone();
-        if let Some(metadata) = template.metadata.as_mut() {
-            if let Some(labels) = metadata.labels.as_mut() {
-                labels.remove(POD_TEMPLATE_HASH);
-                if labels.is_empty() {
-                    metadata.labels = None;
-                }
+    rs_template.is_some_and(|rs_template| template_value(rs_template) == template_value(template))
+}
+
+/// A pod template as JSON without what does not change its meaning: the `pod-template-hash`
+/// label, and nulls, empty objects and empty lists. Kubernetes compares Go structs, where
+/// such fields are zero values either way; here `resources: {}` and no `resources` would
+/// differ, and kubectl writes the former (`kubectl set env`, and `kubectl rollout undo`,
+/// which copies a ReplicaSet's template back), so a rollback would not find its ReplicaSet.
+fn template_value(template: &PodTemplateSpec) -> Value {
+    fn prune(value: &mut Value) -> bool {
+        match value {
+            Value::Object(map) => {
+                map.retain(|_, v| !prune(v));
+                map.is_empty()
             }
-            if *metadata == ObjectMeta::default() {
-                template.metadata = None;
+            Value::Array(items) => {
+                items.iter_mut().for_each(|item| {
+                    prune(item);
+                });
+                items.is_empty()
             }
+            Value::Null => true,
+            _ => false,
         }
-        template
     }
-    rs_template.is_some_and(|rs_template| without_hash(rs_template) == without_hash(template))
+    let mut value = serde_json::to_value(template).unwrap_or(Value::Null);
+    if let Some(labels) = value
+        .pointer_mut("/metadata/labels")
+        .and_then(Value::as_object_mut)
+    {
+        labels.remove(POD_TEMPLATE_HASH);
+    }
+    prune(&mut value);
+    value
 }
 
 /// A stable hash of a pod template (and of the collision count, once there was a collision):
-/// 64-bit FNV-1a over the template's canonical JSON (keys sorted), as 10 hex digits. Equal
-/// templates hash equally across processes and versions of Wharf, so a restarted controller
-/// finds the ReplicaSets it made.
+/// 64-bit FNV-1a over the template's canonical JSON (keys sorted, empty values left out as
+/// [`equal_ignoring_hash`] does), as 10 hex digits. Equal templates hash equally across
+/// processes and versions of Wharf, so a restarted controller finds the ReplicaSets it made.
 pub fn pod_template_hash(template: &PodTemplateSpec, collision_count: Option<i32>) -> String {
     let mut canonical = String::new();
-    write_canonical(
-        &serde_json::to_value(template).unwrap_or(Value::Null),
-        &mut canonical,
-    );
+    write_canonical(&template_value(template), &mut canonical);
     if let Some(count) = collision_count {
         let _ = write!(canonical, "#{count}");
     }
@@ -1329,7 +1642,7 @@ mod tests {
     }
 
     #[test]
-    fn a_new_template_creates_a_new_replica_set_and_scales_the_old_one_to_zero() {
+    fn a_new_template_creates_a_new_replica_set_within_max_surge_and_keeps_the_old_one() {
         let v1 = deployment(3, "app:1");
         let old = with_revision(stored(&v1, 60, 3, 3), 1);
         let mut v2 = deployment(3, "app:2");
@@ -1337,15 +1650,27 @@ mod tests {
         let actions = plan(&v2, std::slice::from_ref(&old), &[], now());
         let new = created(&actions).expect("a new ReplicaSet");
         assert_ne!(new.metadata.name, old.metadata.name);
-        assert_eq!(new.spec.replicas, Some(3));
+        // maxSurge 25% of 3 rounds up to 1; maxUnavailable 25% of 3 rounds down to 0, so no
+        // old pod may go before a new one is available.
+        assert_eq!(new.spec.replicas, Some(1));
         assert_eq!(new.metadata.annotations.as_ref().unwrap()[REVISION], "2");
-        assert_eq!(scaled(&actions), [(old.metadata.name.clone().unwrap(), 0)]);
+        assert_eq!(scaled(&actions), []);
         assert!(
             actions
                 .iter()
                 .any(|a| matches!(a, Action::SetRevision { revision, .. } if revision == "2"))
         );
-        // The create comes before the scale-down, so a failed create stops the scale-down.
+    }
+
+    #[test]
+    fn the_create_comes_before_the_scale_down_so_a_failed_create_stops_it() {
+        // maxUnavailable 1 of 4 lets the first pass already take one old pod away.
+        let v1 = deployment(4, "app:1");
+        let old = with_revision(stored(&v1, 60, 4, 4), 1);
+        let v2 = deployment(4, "app:2");
+        let actions = plan(&v2, std::slice::from_ref(&old), &[], now());
+        assert_eq!(created(&actions).unwrap().spec.replicas, Some(1));
+        assert_eq!(scaled(&actions), [(old.metadata.name.clone().unwrap(), 3)]);
         let create_at = actions
             .iter()
             .position(|a| matches!(a, Action::CreateReplicaSet(_)));
@@ -1356,6 +1681,26 @@ mod tests {
     }
 
     #[test]
+    fn a_template_with_empty_values_is_the_same_template() {
+        // kubectl's `rollout undo` writes a ReplicaSet's template back as Go encodes it, with
+        // `resources: {}` on every container.
+        let plain = deployment(1, "app:1").spec.template;
+        let mut written_back = serde_json::to_value(&plain).unwrap();
+        written_back["spec"]["containers"][0]["resources"] = json!({});
+        written_back["spec"]["containers"][0]["env"] = json!([]);
+        written_back["metadata"]["annotations"] = json!({});
+        let written_back: PodTemplateSpec = serde_json::from_value(written_back).unwrap();
+        assert_ne!(plain, written_back);
+        assert!(equal_ignoring_hash(Some(&written_back), &plain));
+        assert_eq!(
+            pod_template_hash(&plain, None),
+            pod_template_hash(&written_back, None)
+        );
+        let other = deployment(1, "app:2").spec.template;
+        assert!(!equal_ignoring_hash(Some(&other), &plain));
+    }
+
+    #[test]
     fn rolling_back_reuses_the_old_replica_set_with_the_next_revision() {
         let v1 = deployment(2, "app:1");
         let v2 = deployment(2, "app:2");
@@ -1363,17 +1708,12 @@ mod tests {
         let second = with_revision(stored(&v2, 60, 2, 2), 2);
         let actions = plan(&v1, &[first.clone(), second.clone()], &[], now());
         assert!(created(&actions).is_none());
-        let updates: Vec<&Action> = actions
-            .iter()
-            .filter(|a| matches!(a, Action::UpdateReplicaSet { .. }))
-            .collect();
-        assert!(updates.iter().any(|a| matches!(a,
-            Action::UpdateReplicaSet { replica_set, replicas: 2, annotations, .. }
+        // The first step of the rollback: one surge pod of the old template.
+        assert!(actions.iter().any(|a| matches!(a,
+            Action::UpdateReplicaSet { replica_set, replicas: 1, annotations, .. }
                 if replica_set.name == first.metadata.name.clone().unwrap()
                 && annotations[REVISION] == "3")));
-        assert!(updates.iter().any(|a| matches!(a,
-            Action::UpdateReplicaSet { replica_set, replicas: 0, .. }
-                if replica_set.name == second.metadata.name.clone().unwrap())));
+        assert_eq!(scaled(&actions).len(), 1, "{actions:?}");
     }
 
     #[test]
@@ -1571,5 +1911,614 @@ mod tests {
         assert_eq!((max_surge(&d), max_unavailable(&d)), (0, 1));
         d.spec.strategy = serde_json::from_value(json!({"type": "Recreate"})).unwrap();
         assert_eq!((max_surge(&d), max_unavailable(&d)), (0, 0));
+    }
+
+    fn with_strategy(mut d: Deployment, strategy: Value) -> Deployment {
+        d.spec.strategy = serde_json::from_value(strategy).unwrap();
+        d
+    }
+
+    fn rolling(d: Deployment, surge: Value, unavailable: Value) -> Deployment {
+        with_strategy(
+            d,
+            json!({"type": "RollingUpdate",
+                   "rollingUpdate": {"maxSurge": surge, "maxUnavailable": unavailable}}),
+        )
+    }
+
+    /// A ReplicaSet of `d`'s template with `replicas` wanted and `available` of them
+    /// available, sized for `d` (its replica annotations are `d`'s).
+    fn sized(d: &Deployment, age: i64, replicas: i32, available: i32) -> ReplicaSet {
+        let mut rs = stored(d, age, replicas, replicas);
+        let status = rs.status.as_mut().unwrap();
+        status.ready_replicas = (available > 0).then_some(available);
+        status.available_replicas = (available > 0).then_some(available);
+        let annotations = rs.metadata.annotations.get_or_insert_with(BTreeMap::new);
+        annotations.insert(DESIRED_REPLICAS.into(), desired_replicas(d).to_string());
+        annotations.insert(
+            MAX_REPLICAS.into(),
+            (desired_replicas(d) + max_surge(d)).to_string(),
+        );
+        rs
+    }
+
+    #[test]
+    fn three_replicas_with_25_percent_surge_and_unavailable_roll_one_pod_at_a_time() {
+        // maxSurge 25% of 3 → 1 (up), maxUnavailable 25% of 3 → 0 (down): at most 4 pods,
+        // never fewer than 3 available.
+        let v1 = deployment(3, "app:1");
+        let v2 = deployment(3, "app:2");
+        let targets =
+            |new: Option<ReplicaSet>, old: ReplicaSet| replica_targets(&v2, new.as_ref(), &[&old]);
+        let expect = |new: i32, old: i32| ReplicaTargets {
+            new: Some(new),
+            old: vec![old],
+        };
+        // No new ReplicaSet yet: it is created with the one surge pod.
+        assert_eq!(targets(None, sized(&v1, 60, 3, 3)), expect(1, 3));
+        // The surge pod is not available yet: nothing may go.
+        assert_eq!(
+            targets(Some(sized(&v2, 10, 1, 0)), sized(&v1, 60, 3, 3)),
+            expect(1, 3)
+        );
+        // It is: one old pod goes.
+        assert_eq!(
+            targets(Some(sized(&v2, 10, 1, 1)), sized(&v1, 60, 3, 3)),
+            expect(1, 2)
+        );
+        // Room for one more new pod; the old ones wait for the next pass.
+        assert_eq!(
+            targets(Some(sized(&v2, 10, 1, 1)), sized(&v1, 60, 2, 2)),
+            expect(2, 2)
+        );
+        assert_eq!(
+            targets(Some(sized(&v2, 10, 2, 2)), sized(&v1, 60, 2, 2)),
+            expect(2, 1)
+        );
+        assert_eq!(
+            targets(Some(sized(&v2, 10, 3, 3)), sized(&v1, 60, 1, 1)),
+            expect(3, 0)
+        );
+    }
+
+    #[test]
+    fn ten_replicas_with_surge_3_and_unavailable_2_take_bigger_steps() {
+        let v1 = rolling(deployment(10, "app:1"), json!(3), json!(2));
+        let v2 = rolling(deployment(10, "app:2"), json!(3), json!(2));
+        let old = sized(&v1, 60, 10, 10);
+        // Created with 3 surge pods, and 2 old ones go at once (8 stay available of 10).
+        let first = replica_targets(&v2, None, &[&old]);
+        assert_eq!(
+            first,
+            ReplicaTargets {
+                new: Some(3),
+                old: vec![8]
+            }
+        );
+        // While the 3 new pods start, nothing more may go: 8 available is the minimum.
+        let new = sized(&v2, 10, 3, 0);
+        let old = sized(&v1, 60, 8, 8);
+        assert_eq!(
+            replica_targets(&v2, Some(&new), &[&old]),
+            ReplicaTargets {
+                new: Some(5),
+                old: vec![8]
+            }
+        );
+        let new = sized(&v2, 10, 5, 0);
+        assert_eq!(
+            replica_targets(&v2, Some(&new), &[&old]),
+            ReplicaTargets {
+                new: Some(5),
+                old: vec![8]
+            }
+        );
+        // Three of them are available: 11 available, 3 above the minimum.
+        let new = sized(&v2, 10, 5, 3);
+        assert_eq!(
+            replica_targets(&v2, Some(&new), &[&old]),
+            ReplicaTargets {
+                new: Some(5),
+                old: vec![5]
+            }
+        );
+    }
+
+    #[test]
+    fn unavailable_old_pods_are_scaled_down_first_and_oldest_replica_sets_first() {
+        let v1 = deployment(4, "app:1");
+        let v2 = deployment(4, "app:2");
+        let v3 = deployment(4, "app:3");
+        // 4 replicas, surge 1, unavailable 1: 5 pods at most, 3 available at least.
+        let oldest = sized(&v1, 90, 2, 2);
+        let older = sized(&v2, 60, 2, 0);
+        let new = sized(&v3, 10, 1, 1);
+        // 3 available (2 + 1) is the minimum, so only the 2 unavailable pods may go.
+        assert_eq!(
+            replica_targets(&v3, Some(&new), &[&oldest, &older]),
+            ReplicaTargets {
+                new: Some(1),
+                old: vec![2, 0]
+            }
+        );
+        // With everything available, the oldest ReplicaSet goes first.
+        let older = sized(&v2, 60, 2, 2);
+        assert_eq!(
+            replica_targets(&v3, Some(&new), &[&oldest, &older]),
+            ReplicaTargets {
+                new: Some(1),
+                old: vec![0, 2]
+            }
+        );
+    }
+
+    #[test]
+    fn a_replica_set_reporting_more_available_pods_than_it_keeps_counts_only_what_it_keeps() {
+        // The old ReplicaSet was just scaled from 3 to 2, but its status still shows 3
+        // available; counting the third would let one more go than maxUnavailable 0 allows.
+        let v1 = deployment(3, "app:1");
+        let v2 = deployment(3, "app:2");
+        let old = sized(&v1, 60, 2, 3);
+        let new = sized(&v2, 10, 2, 1);
+        assert_eq!(
+            replica_targets(&v2, Some(&new), &[&old]),
+            ReplicaTargets {
+                new: Some(2),
+                old: vec![2]
+            }
+        );
+    }
+
+    /// A ReplicaSet in the simulated cluster and its pods.
+    struct SimulatedSet {
+        rs: ReplicaSet,
+        ready: i32,
+        starting: i32,
+        terminating: i32,
+    }
+
+    /// What the ReplicaSet controller and the node do between two Deployment passes:
+    /// terminating pods go, started pods become ready (if `healthy`), surplus pods are
+    /// deleted (unready first) and missing ones started; then the status is written.
+    fn tick(sets: &mut [SimulatedSet], healthy: &dyn Fn(&ReplicaSet) -> bool) {
+        for set in sets {
+            set.terminating = 0;
+            if healthy(&set.rs) {
+                set.ready += set.starting;
+                set.starting = 0;
+            }
+            let wanted = set.rs.spec.replicas.unwrap_or(0);
+            let surplus = set.ready + set.starting - wanted;
+            if surplus > 0 {
+                let from_starting = surplus.min(set.starting);
+                set.starting -= from_starting;
+                set.ready -= surplus - from_starting;
+                set.terminating += surplus;
+            } else {
+                set.starting -= surplus;
+            }
+            let nonzero = |n: i32| (n != 0).then_some(n);
+            set.rs.status = Some(k8s_openapi::api::apps::v1::ReplicaSetStatus {
+                replicas: set.ready + set.starting,
+                ready_replicas: nonzero(set.ready),
+                available_replicas: nonzero(set.ready),
+                terminating_replicas: Some(set.terminating),
+                observed_generation: set.rs.metadata.generation,
+                ..Default::default()
+            });
+        }
+    }
+
+    /// Applies the plan's writes to the simulated cluster, as the API server would.
+    fn apply_simulated(
+        d: &mut Deployment,
+        sets: &mut Vec<SimulatedSet>,
+        actions: Vec<Action>,
+        created_at: i64,
+    ) {
+        for action in actions {
+            match action {
+                Action::CreateReplicaSet(rs) => {
+                    let mut rs = *rs;
+                    let name = rs.metadata.name.clone().unwrap();
+                    rs.metadata.uid = Some(format!("uid-{name}"));
+                    rs.metadata.generation = Some(1);
+                    rs.metadata.creation_timestamp = Some(Time(at(created_at)));
+                    sets.push(SimulatedSet {
+                        rs,
+                        ready: 0,
+                        starting: 0,
+                        terminating: 0,
+                    });
+                }
+                Action::UpdateReplicaSet {
+                    replica_set,
+                    replicas,
+                    annotations,
+                    ..
+                } => {
+                    let set = sets
+                        .iter_mut()
+                        .find(|s| s.rs.metadata.name.as_ref() == Some(&replica_set.name))
+                        .unwrap();
+                    if set.rs.spec.replicas != Some(replicas) {
+                        set.rs.spec.replicas = Some(replicas);
+                        *set.rs.metadata.generation.as_mut().unwrap() += 1;
+                    }
+                    set.rs
+                        .metadata
+                        .annotations
+                        .get_or_insert_with(BTreeMap::new)
+                        .extend(annotations);
+                }
+                Action::DeleteReplicaSet(key) => {
+                    sets.retain(|s| s.rs.metadata.name.as_ref() != Some(&key.name));
+                }
+                Action::SetRevision { revision, .. } => {
+                    d.metadata
+                        .annotations
+                        .get_or_insert_with(BTreeMap::new)
+                        .insert(REVISION.into(), revision);
+                }
+                Action::UpdateStatus { status, .. } => d.status = Some(*status),
+                Action::AdoptReplicaSet { .. } | Action::ReleaseReplicaSet { .. } => {
+                    unreachable!()
+                }
+            }
+        }
+    }
+
+    /// Rolls `d` out from scratch, then to `next`, feeding the ReplicaSets' status back after
+    /// every pass (and, if `stale`, planning twice per tick, the second time from a status
+    /// that has not seen the first pass's writes). Checks after every pass that no more than
+    /// `replicas + maxSurge` pods are wanted and, after every tick, that at least `replicas -
+    /// maxUnavailable` are available. Returns the number of passes the rollout took.
+    fn simulate_rollout(d: Deployment, next: Deployment, stale: bool) -> usize {
+        let healthy = |_: &ReplicaSet| true;
+        let mut sets: Vec<SimulatedSet> = Vec::new();
+        let mut d = d;
+        for step in 0..10 {
+            let owned: Vec<ReplicaSet> = sets.iter().map(|s| s.rs.clone()).collect();
+            let actions = plan(&d, &owned, &[], now());
+            apply_simulated(&mut d, &mut sets, actions, step);
+            tick(&mut sets, &healthy);
+        }
+        assert_eq!(sets.len(), 1);
+        assert_eq!(sets[0].ready, desired_replicas(&d));
+
+        let status = d.status.take();
+        d = next;
+        d.status = status;
+        let desired = desired_replicas(&d);
+        let (surge, unavailable) = (max_surge(&d), max_unavailable(&d));
+        for pass in 1..200 {
+            for _ in 0..if stale { 2 } else { 1 } {
+                let owned: Vec<ReplicaSet> = sets.iter().map(|s| s.rs.clone()).collect();
+                let actions = plan(&d, &owned, &[], now());
+                apply_simulated(&mut d, &mut sets, actions, 100 + pass as i64);
+                let wanted: i32 = sets.iter().map(|s| s.rs.spec.replicas.unwrap()).sum();
+                assert!(
+                    wanted <= desired + surge,
+                    "pass {pass}: {wanted} pods wanted"
+                );
+            }
+            tick(&mut sets, &healthy);
+            let available: i32 = sets.iter().map(|s| s.ready).sum();
+            assert!(
+                available >= desired - unavailable,
+                "pass {pass}: only {available} available"
+            );
+            let new = sets
+                .iter()
+                .find(|s| equal_ignoring_hash(s.rs.spec.template.as_ref(), &d.spec.template))
+                .expect("the new ReplicaSet");
+            let others: i32 = sets
+                .iter()
+                .filter(|s| !std::ptr::eq(*s, new))
+                .map(|s| s.ready + s.starting + s.terminating)
+                .sum();
+            if new.ready == desired && others == 0 {
+                // One more pass writes the final status.
+                let owned: Vec<ReplicaSet> = sets.iter().map(|s| s.rs.clone()).collect();
+                let actions = plan(&d, &owned, &[], now());
+                apply_simulated(&mut d, &mut sets, actions, 300);
+                let progressing = condition_of(d.status.as_ref().unwrap(), "Progressing");
+                assert_eq!(
+                    progressing.reason.as_deref(),
+                    Some("NewReplicaSetAvailable")
+                );
+                return pass;
+            }
+        }
+        panic!("the rollout did not complete");
+    }
+
+    #[test]
+    fn a_rolling_update_completes_step_by_step_as_new_pods_become_available() {
+        let cases = [
+            (3, json!("25%"), json!("25%")),
+            (10, json!(3), json!(2)),
+            (10, json!(0), json!(1)),
+            (5, json!(1), json!(0)),
+            (4, json!("100%"), json!(0)),
+            (7, json!("50%"), json!("50%")),
+            (1, json!(0), json!(0)),
+        ];
+        for (replicas, surge, unavailable) in cases {
+            for stale in [false, true] {
+                let d = rolling(
+                    deployment(replicas, "app:1"),
+                    surge.clone(),
+                    unavailable.clone(),
+                );
+                let next = rolling(
+                    deployment(replicas, "app:2"),
+                    surge.clone(),
+                    unavailable.clone(),
+                );
+                let passes = simulate_rollout(d, next, stale);
+                assert!(passes > 1, "{replicas} {surge} {unavailable}: {passes}");
+            }
+        }
+        // 3 replicas with one surge pod: three rounds of "add a new pod, wait a tick for it
+        // to become available, remove an old one", then a tick for the last old pod to go.
+        let d = deployment(3, "app:1");
+        let next = deployment(3, "app:2");
+        assert_eq!(simulate_rollout(d, next, false), 10);
+    }
+
+    #[test]
+    fn max_unavailable_zero_never_drops_availability_when_new_pods_never_become_ready() {
+        let v1 = rolling(deployment(4, "app:1"), json!(2), json!(0));
+        let v2 = rolling(deployment(4, "app:2"), json!(2), json!(0));
+        let mut sets = vec![SimulatedSet {
+            rs: sized(&v1, 60, 4, 4),
+            ready: 4,
+            starting: 0,
+            terminating: 0,
+        }];
+        let mut d = v2;
+        // The new template's pods never become ready.
+        let broken = deployment(4, "app:2").spec.template;
+        let healthy = |rs: &ReplicaSet| !equal_ignoring_hash(rs.spec.template.as_ref(), &broken);
+        for pass in 0..20 {
+            let owned: Vec<ReplicaSet> = sets.iter().map(|s| s.rs.clone()).collect();
+            let actions = plan(&d, &owned, &[], now());
+            apply_simulated(&mut d, &mut sets, actions, pass);
+            tick(&mut sets, &healthy);
+            let available: i32 = sets.iter().map(|s| s.ready).sum();
+            assert_eq!(available, 4, "pass {pass}");
+        }
+        let wanted: Vec<i32> = sets.iter().map(|s| s.rs.spec.replicas.unwrap()).collect();
+        assert_eq!(wanted, [4, 2], "stuck at the surge, old pods all kept");
+    }
+
+    #[test]
+    fn recreate_scales_the_old_to_zero_and_starts_the_new_only_when_their_pods_are_gone() {
+        let recreate = |d| with_strategy(d, json!({"type": "Recreate"}));
+        let v1 = recreate(deployment(3, "app:1"));
+        let v2 = recreate(deployment(3, "app:2"));
+        let old = sized(&v1, 60, 3, 3);
+        // First the old ReplicaSet goes to zero, and no new one is created.
+        let actions = plan(&v2, std::slice::from_ref(&old), &[], now());
+        assert!(created(&actions).is_none());
+        assert_eq!(scaled(&actions), [(old.metadata.name.clone().unwrap(), 0)]);
+
+        // Scaled to zero, but its status has not seen that yet.
+        let mut old = old;
+        old.spec.replicas = Some(0);
+        old.metadata.generation = Some(2);
+        let actions = plan(&v2, std::slice::from_ref(&old), &[], now());
+        assert!(created(&actions).is_none());
+        assert_eq!(scaled(&actions), []);
+        // Its pods are terminating.
+        old.status = Some(k8s_openapi::api::apps::v1::ReplicaSetStatus {
+            replicas: 0,
+            terminating_replicas: Some(3),
+            observed_generation: Some(2),
+            ..Default::default()
+        });
+        assert!(created(&plan(&v2, std::slice::from_ref(&old), &[], now())).is_none());
+        // They are gone: now the new ReplicaSet comes, at full size.
+        old.status.as_mut().unwrap().terminating_replicas = Some(0);
+        let actions = plan(&v2, std::slice::from_ref(&old), &[], now());
+        assert_eq!(created(&actions).unwrap().spec.replicas, Some(3));
+
+        // And in a simulation, old and new pods never exist at the same time.
+        let mut d = v1;
+        let mut sets: Vec<SimulatedSet> = Vec::new();
+        let healthy = |_: &ReplicaSet| true;
+        for pass in 0..20 {
+            if pass == 5 {
+                let status = d.status.take();
+                d = v2.clone();
+                d.status = status;
+            }
+            let owned: Vec<ReplicaSet> = sets.iter().map(|s| s.rs.clone()).collect();
+            let actions = plan(&d, &owned, &[], now());
+            apply_simulated(&mut d, &mut sets, actions, pass);
+            tick(&mut sets, &healthy);
+            let with_pods = sets
+                .iter()
+                .filter(|s| s.ready + s.starting + s.terminating > 0)
+                .count();
+            assert!(with_pods <= 1, "pass {pass}");
+        }
+        let pods: Vec<(i32, bool)> = sets
+            .iter()
+            .map(|s| {
+                (
+                    s.ready,
+                    equal_ignoring_hash(s.rs.spec.template.as_ref(), &v2.spec.template),
+                )
+            })
+            .collect();
+        assert_eq!(pods, [(0, false), (3, true)]);
+    }
+
+    #[test]
+    fn recreate_scales_an_existing_new_replica_set_up_after_the_old_pods_are_gone() {
+        let recreate = |d| with_strategy(d, json!({"type": "Recreate"}));
+        let v1 = recreate(deployment(2, "app:1"));
+        let v2 = recreate(deployment(2, "app:2"));
+        let old = sized(&v1, 60, 0, 0);
+        let new = sized(&v2, 120, 0, 0);
+        assert_eq!(
+            replica_targets(&v1, Some(&old), &[&new]),
+            ReplicaTargets {
+                new: Some(2),
+                old: vec![0]
+            }
+        );
+        let mut leaving = new.clone();
+        leaving.status.as_mut().unwrap().replicas = 1;
+        assert_eq!(
+            replica_targets(&v1, Some(&old), &[&leaving]),
+            ReplicaTargets {
+                new: Some(0),
+                old: vec![0]
+            }
+        );
+    }
+
+    #[test]
+    fn scaling_in_the_middle_of_a_rollout_is_shared_in_proportion() {
+        // Kubernetes' documented example: 10 replicas, maxSurge 3, maxUnavailable 2, stuck
+        // with 8 old and 5 new pods; scaled to 15, the 5 more (18 - 13) are shared 3 and 2.
+        let v1 = rolling(deployment(10, "app:1"), json!(3), json!(2));
+        let v2 = rolling(deployment(10, "app:2"), json!(3), json!(2));
+        let old = sized(&v1, 60, 8, 8);
+        let new = sized(&v2, 10, 5, 0);
+        let mut scaled_up = rolling(deployment(15, "app:2"), json!(3), json!(2));
+        scaled_up
+            .metadata
+            .annotations
+            .as_mut()
+            .unwrap()
+            .insert(REVISION.into(), "2".into());
+        let old = with_revision(old, 1);
+        let new = with_revision(new, 2);
+        assert_eq!(
+            replica_targets(&scaled_up, Some(&new), &[&old]),
+            ReplicaTargets {
+                new: Some(7),
+                old: vec![11]
+            }
+        );
+        let actions = plan(&scaled_up, &[old.clone(), new.clone()], &[], now());
+        let mut sizes = scaled(&actions);
+        sizes.sort();
+        let mut expected = vec![
+            (old.metadata.name.clone().unwrap(), 11),
+            (new.metadata.name.clone().unwrap(), 7),
+        ];
+        expected.sort();
+        assert_eq!(sizes, expected);
+        // Both are now sized for 15, so the next pass is a rollout step again, not a scale.
+        for action in &actions {
+            if let Action::UpdateReplicaSet { annotations, .. } = action {
+                assert_eq!(annotations[DESIRED_REPLICAS], "15");
+                assert_eq!(annotations[MAX_REPLICAS], "18");
+            }
+        }
+
+        // Scaling down to 5: 8 (5 + maxSurge 3... of 5, 2 up) less, the larger gives more.
+        let mut scaled_down = rolling(deployment(5, "app:2"), json!(3), json!(2));
+        scaled_down.spec.replicas = Some(5);
+        let targets = replica_targets(&scaled_down, Some(&new), &[&old]);
+        assert_eq!(
+            targets,
+            ReplicaTargets {
+                new: Some(3),
+                old: vec![5]
+            }
+        );
+        assert_eq!(
+            targets.new.unwrap() + targets.old[0],
+            5 + max_surge(&scaled_down)
+        );
+
+        // Scaling to zero empties both.
+        let zero = rolling(deployment(0, "app:2"), json!(3), json!(2));
+        assert_eq!(
+            replica_targets(&zero, Some(&new), &[&old]),
+            ReplicaTargets {
+                new: Some(0),
+                old: vec![0]
+            }
+        );
+    }
+
+    #[test]
+    fn a_scale_during_a_simulated_rollout_still_completes_within_the_new_bounds() {
+        let v1 = rolling(deployment(6, "app:1"), json!(1), json!(1));
+        let v2 = rolling(deployment(6, "app:2"), json!(1), json!(1));
+        let mut sets = vec![SimulatedSet {
+            rs: with_revision(sized(&v1, 60, 6, 6), 1),
+            ready: 6,
+            starting: 0,
+            terminating: 0,
+        }];
+        let mut d = v2;
+        let healthy = |_: &ReplicaSet| true;
+        for pass in 0..40 {
+            if pass == 3 {
+                d.spec.replicas = Some(12);
+                *d.metadata.generation.as_mut().unwrap() += 1;
+            }
+            let owned: Vec<ReplicaSet> = sets.iter().map(|s| s.rs.clone()).collect();
+            let actions = plan(&d, &owned, &[], now());
+            apply_simulated(&mut d, &mut sets, actions, pass);
+            let wanted: i32 = sets.iter().map(|s| s.rs.spec.replicas.unwrap()).sum();
+            let limit = desired_replicas(&d) + max_surge(&d);
+            assert!(wanted <= limit, "pass {pass}: {wanted} > {limit}");
+            tick(&mut sets, &healthy);
+        }
+        let pods: Vec<(i32, i32)> = sets.iter().map(|s| (s.ready, s.starting)).collect();
+        assert_eq!(pods, [(0, 0), (12, 0)]);
+    }
+
+    #[test]
+    fn a_paused_deployment_mid_rollout_scales_proportionally_and_takes_no_step() {
+        let v1 = deployment(4, "app:1");
+        let v2 = deployment(4, "app:2");
+        let old = sized(&v1, 60, 3, 3);
+        let new = sized(&v2, 10, 2, 2);
+        let mut paused = deployment(4, "app:2");
+        paused.spec.paused = Some(true);
+        // Not scaled: nothing changes, although the rollout could go on.
+        assert_eq!(
+            replica_targets(&paused, Some(&new), &[&old]),
+            ReplicaTargets {
+                new: Some(2),
+                old: vec![3]
+            }
+        );
+        // Scaled from 4 (max 5) to 8 (max 10): both double.
+        paused.spec.replicas = Some(8);
+        assert_eq!(
+            replica_targets(&paused, Some(&new), &[&old]),
+            ReplicaTargets {
+                new: Some(4),
+                old: vec![6]
+            }
+        );
+    }
+
+    #[test]
+    fn with_max_unavailable_covering_all_replicas_a_rollout_needs_no_ready_pod() {
+        // Nothing is ready (no node runs the pods), but maxUnavailable 100% lets the
+        // unavailable old pod go in the same pass as the new ReplicaSet is created.
+        let v1 = rolling(deployment(1, "app:1"), json!("25%"), json!("100%"));
+        let v2 = rolling(deployment(1, "app:2"), json!("25%"), json!("100%"));
+        let old = sized(&v1, 60, 1, 0);
+        let actions = plan(&v2, std::slice::from_ref(&old), &[], now());
+        assert_eq!(created(&actions).unwrap().spec.replicas, Some(1));
+        assert_eq!(scaled(&actions), [(old.metadata.name.clone().unwrap(), 0)]);
+        // With the default 25% (0 of 1 replica), the old pod stays until a new one is ready.
+        let v2 = deployment(1, "app:2");
+        let actions = plan(&v2, std::slice::from_ref(&old), &[], now());
+        assert_eq!(created(&actions).unwrap().spec.replicas, Some(1));
+        assert_eq!(scaled(&actions), []);
     }
 }

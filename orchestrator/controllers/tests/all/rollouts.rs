@@ -18,6 +18,9 @@ fn deployment(name: &str, replicas: i64, image: &str) -> Value {
         "metadata": {"name": name},
         "spec": {
             "replicas": replicas,
+            // No agent runs here, so pods never become ready: a rollout that waited for
+            // availability (maxUnavailable 25% of 1 is 0) would never move.
+            "strategy": {"rollingUpdate": {"maxUnavailable": "100%"}},
             "selector": {"matchLabels": {"app": name}},
             "template": {
                 "metadata": {"labels": {"app": name}},
@@ -254,12 +257,10 @@ async fn a_deployment_rolls_out_scales_changes_template_and_is_collected() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deployment_reports_its_progress_in_conditions() {
     let cluster = Cluster::start().await;
-    cluster
-        .create(
-            deployments(),
-            deployment("api", 2, "registry.example/api:1"),
-        )
-        .await;
+    // The default strategy (25% unavailable of 2 = 0): availability needs ready pods.
+    let mut api = deployment("api", 2, "registry.example/api:1");
+    api["spec"].as_object_mut().unwrap().remove("strategy");
+    cluster.create(deployments(), api).await;
     converged(&cluster, "api", 2, "registry.example/api:1").await;
     // Without a node agent no pod becomes ready: the rollout progresses (pods exist) but the
     // Deployment is not available.
