@@ -65,6 +65,21 @@ fn columns(kind: &str) -> Vec<Column> {
             age,
         ],
         "RuntimeClass" => vec![name, col("Handler", "string", 0), age],
+        "Endpoints" => vec![name, col("Endpoints", "string", 0), age],
+        "EndpointSlice" => vec![
+            name,
+            col("AddressType", "string", 0),
+            col("Ports", "string", 0),
+            col("Endpoints", "string", 0),
+            age,
+        ],
+        "Job" => vec![
+            name,
+            col("Status", "string", 0),
+            col("Completions", "string", 0),
+            col("Duration", "string", 0),
+            age,
+        ],
         "Node" => vec![
             name,
             col("Status", "string", 0),
@@ -234,7 +249,114 @@ fn cells(kind: &str, object: &Value, now: k8s_openapi::jiff::Timestamp) -> Vec<V
             ]
         }
         "RuntimeClass" => vec![name, json!(text("/handler")), age],
+        "Endpoints" => {
+            // `IP:PORT` for every address and port, as kubectl prints them.
+            let mut entries = Vec::new();
+            for subset in object["subsets"].as_array().into_iter().flatten() {
+                let ips: Vec<&str> = subset["addresses"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|a| a["ip"].as_str())
+                    .collect();
+                match subset["ports"].as_array().filter(|p| !p.is_empty()) {
+                    None => entries.extend(ips.iter().map(|ip| ip.to_string())),
+                    Some(ports) => {
+                        for port in ports {
+                            entries.extend(ips.iter().map(|ip| format!("{ip}:{}", port["port"])));
+                        }
+                    }
+                }
+            }
+            vec![name, json!(first_three(&entries, "<none>")), age]
+        }
+        "EndpointSlice" => {
+            let ports: Vec<String> = object["ports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| match p["port"].as_i64() {
+                    Some(port) => port.to_string(),
+                    None => "<unset>".into(),
+                })
+                .collect();
+            let addresses: Vec<String> = object["endpoints"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|e| e["addresses"].as_array().cloned().unwrap_or_default())
+                .filter_map(|a| a.as_str().map(str::to_owned))
+                .collect();
+            vec![
+                name,
+                json!(text("/addressType")),
+                json!(first_three(&ports, "<unset>")),
+                json!(first_three(&addresses, "<unset>")),
+                age,
+            ]
+        }
+        "Job" => {
+            let is_true = |type_: &str| {
+                object
+                    .pointer("/status/conditions")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["type"] == type_ && c["status"] == "True")
+            };
+            let status = [
+                ("Failed", "Failed"),
+                ("Complete", "Complete"),
+                ("Suspended", "Suspended"),
+                ("FailureTarget", "FailureTarget"),
+                ("SuccessCriteriaMet", "SuccessCriteriaMet"),
+            ]
+            .into_iter()
+            .find(|(type_, _)| is_true(type_))
+            .map_or("Running", |(_, shown)| shown);
+            let completions = match object.pointer("/spec/completions").and_then(Value::as_i64) {
+                Some(completions) => format!("{}/{completions}", int("/status/succeeded")),
+                None => format!(
+                    "{}/1 of {}",
+                    int("/status/succeeded"),
+                    object
+                        .pointer("/spec/parallelism")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(1)
+                ),
+            };
+            let time = |pointer: &str| {
+                object
+                    .pointer(pointer)
+                    .and_then(Value::as_str)
+                    .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok())
+            };
+            let duration = match time("/status/startTime") {
+                None => String::new(),
+                Some(start) => {
+                    let end = time("/status/completionTime").unwrap_or(now);
+                    human_duration(end.as_second() - start.as_second())
+                }
+            };
+            vec![
+                name,
+                json!(status),
+                json!(completions),
+                json!(duration),
+                age,
+            ]
+        }
         _ => vec![name, age],
+    }
+}
+
+/// The first three entries joined by commas and how many more there are (kubectl's format
+/// for endpoints), or `empty`.
+fn first_three(entries: &[String], empty: &str) -> String {
+    match entries.len() {
+        0 => empty.to_owned(),
+        1..=3 => entries.join(","),
+        n => format!("{} + {} more...", entries[..3].join(","), n - 3),
     }
 }
 
