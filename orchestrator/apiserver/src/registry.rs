@@ -380,6 +380,12 @@ impl Registry {
             map.remove("status");
         }
         let mut object = self.admit(resource, object, &name)?;
+        if resource.kind == "Pod" {
+            add_default_toleration_seconds(&mut object);
+        }
+        if resource.kind == "Job" {
+            generate_job_selector(&mut object);
+        }
         if let Some(namespace) = namespace {
             self.require_namespace(namespace).await?;
         }
@@ -991,6 +997,46 @@ fn set_pod_condition(pod: &mut Value, condition_type: &str, status: &str) {
     }
 }
 
+/// How long a pod stays bound to a node that became not ready or unreachable before the node
+/// lifecycle controller evicts it, unless the pod says otherwise (Kubernetes' admission plugin
+/// `DefaultTolerationSeconds`, `--default-not-ready-toleration-seconds` and
+/// `--default-unreachable-toleration-seconds`).
+pub const DEFAULT_TOLERATION_SECONDS: i64 = 300;
+
+/// Adds to a new pod the tolerations of the `node.kubernetes.io/not-ready` and
+/// `node.kubernetes.io/unreachable` NoExecute taints, for [`DEFAULT_TOLERATION_SECONDS`], unless
+/// it already tolerates them (a toleration with that key or no key, and effect NoExecute or
+/// none, as Kubernetes' plugin decides). Only on create, as in Kubernetes: an update keeps the
+/// tolerations it is given.
+fn add_default_toleration_seconds(pod: &mut Value) {
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let tolerations = spec.entry("tolerations").or_insert_with(|| json!([]));
+    if !tolerations.is_array() {
+        *tolerations = json!([]);
+    }
+    let list = tolerations.as_array_mut().expect("made an array above");
+    for key in [
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    ] {
+        let tolerated = list.iter().any(|t| {
+            let t_key = t["key"].as_str().unwrap_or("");
+            let effect = t["effect"].as_str().unwrap_or("");
+            (t_key.is_empty() || t_key == key) && (effect.is_empty() || effect == "NoExecute")
+        });
+        if !tolerated {
+            list.push(json!({
+                "key": key,
+                "operator": "Exists",
+                "effect": "NoExecute",
+                "tolerationSeconds": DEFAULT_TOLERATION_SECONDS,
+            }));
+        }
+    }
+}
+
 /// A pod's spec is fixed once created, except for the fields Kubernetes lets change: container
 /// images, `activeDeadlineSeconds`, `tolerations` and `terminationGracePeriodSeconds`. (The
 /// node is set through `pods/binding`, which does not come through here.)
@@ -1133,10 +1179,95 @@ fn random_seed() -> u64 {
     u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"))
 }
 
+/// Kubernetes' Job selector generation: unless `spec.manualSelector` is true, a new Job selects
+/// its pods by its uid, and its pod template carries the labels that say so (which the Job
+/// controller also puts on every pod), so `kubectl logs job/NAME` and `describe` find them.
+fn generate_job_selector(job: &mut Value) {
+    if job.pointer("/spec/manualSelector") == Some(&json!(true)) {
+        return;
+    }
+    let (Some(uid), Some(name)) = (
+        meta_str(job, "uid").map(str::to_owned),
+        meta_str(job, "name").map(str::to_owned),
+    ) else {
+        return;
+    };
+    let spec = &mut job["spec"];
+    spec["selector"] = json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
+    let labels = &mut spec["template"]["metadata"]["labels"];
+    if !labels.is_object() {
+        *labels = json!({});
+    }
+    for (key, value) in [
+        ("batch.kubernetes.io/controller-uid", &uid),
+        ("batch.kubernetes.io/job-name", &name),
+        ("controller-uid", &uid),
+        ("job-name", &name),
+    ] {
+        labels[key] = json!(value);
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::ServiceRange;
+    use super::{ServiceRange, add_default_toleration_seconds};
+    use serde_json::json;
     use std::net::Ipv4Addr;
+
+    #[test]
+    fn new_pods_tolerate_not_ready_and_unreachable_nodes_for_300_seconds_unless_they_say_otherwise()
+    {
+        let mut plain = json!({"spec": {"containers": [{"name": "c", "image": "i"}]}});
+        add_default_toleration_seconds(&mut plain);
+        assert_eq!(
+            plain["spec"]["tolerations"],
+            json!([
+                {"key": "node.kubernetes.io/not-ready", "operator": "Exists",
+                 "effect": "NoExecute", "tolerationSeconds": 300},
+                {"key": "node.kubernetes.io/unreachable", "operator": "Exists",
+                 "effect": "NoExecute", "tolerationSeconds": 300},
+            ])
+        );
+        // A pod that tolerates one of them keeps its own toleration and gets the other.
+        let own = json!({"key": "node.kubernetes.io/unreachable", "operator": "Exists",
+                         "effect": "NoExecute", "tolerationSeconds": 2});
+        let mut fast = json!({"spec": {"tolerations": [own.clone()]}});
+        add_default_toleration_seconds(&mut fast);
+        let keys: Vec<(&str, i64)> = fast["spec"]["tolerations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["key"].as_str().unwrap(),
+                    t["tolerationSeconds"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("node.kubernetes.io/unreachable", 2),
+                ("node.kubernetes.io/not-ready", 300)
+            ]
+        );
+        // A toleration of every taint (no key, no effect) tolerates both already.
+        let mut everything = json!({"spec": {"tolerations": [{"operator": "Exists"}]}});
+        add_default_toleration_seconds(&mut everything);
+        assert_eq!(
+            everything["spec"]["tolerations"],
+            json!([{"operator": "Exists"}])
+        );
+        // A NoSchedule toleration of the key does not count.
+        let mut no_schedule = json!({"spec": {"tolerations": [
+            {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoSchedule"},
+        ]}});
+        add_default_toleration_seconds(&mut no_schedule);
+        assert_eq!(
+            no_schedule["spec"]["tolerations"].as_array().unwrap().len(),
+            3
+        );
+    }
 
     #[test]
     fn service_ranges_give_out_host_addresses_only() {

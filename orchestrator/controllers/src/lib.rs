@@ -4,8 +4,14 @@
 //!
 //! - [`gc`]: garbage collection by ownerReferences and namespace deletion.
 //! - [`binder`]: until the scheduler exists, binds every unbound pod to the one local node.
+//! - [`scheduler`]: places unbound pods on the cluster's nodes (filters, bin-packing or spread).
+//! - [`quantity`]: Kubernetes resource quantities as exact integers, for the scheduler.
 //! - [`replicaset`]: keeps `spec.replicas` pods of a ReplicaSet.
 //! - [`deployment`]: one ReplicaSet per pod template of a Deployment, scaled and rolled over.
+//! - [`nodelifecycle`]: marks nodes whose Lease went stale `Ready=Unknown`, taints them, and
+//!   evicts their pods per their tolerations.
+//! - [`job`]: runs a Job's pods until enough succeed, with retries, backoff and deadlines.
+//! - [`endpoints`]: the Endpoints and EndpointSlices of every Service with a selector.
 //!
 //! The workload controllers share one runner shape ([`drive`]): they watch the store, turn each
 //! changed key into its namespace, and re-plan only the namespaces that changed. Snapshots are
@@ -14,8 +20,13 @@
 
 pub mod binder;
 pub mod deployment;
+pub mod endpoints;
 pub mod gc;
+pub mod job;
+pub mod nodelifecycle;
+pub mod quantity;
 pub mod replicaset;
+pub mod scheduler;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;

@@ -92,3 +92,44 @@ async fn generated_names_stay_within_63_characters() {
     let name = created["metadata"]["name"].as_str().unwrap();
     assert_eq!(name.len(), 63, "{name}");
 }
+
+#[tokio::test]
+async fn created_pods_tolerate_unreachable_and_not_ready_nodes_for_300_seconds_by_default() {
+    let t = TestServer::new().await;
+    let created = t.create(PODS, &pod("defaulted")).await;
+    let (_, stored) = t.get(&format!("{PODS}/defaulted")).await;
+    for object in [&created, &stored] {
+        assert_eq!(
+            object["spec"]["tolerations"],
+            json!([
+                {"key": "node.kubernetes.io/not-ready", "operator": "Exists",
+                 "effect": "NoExecute", "tolerationSeconds": 300},
+                {"key": "node.kubernetes.io/unreachable", "operator": "Exists",
+                 "effect": "NoExecute", "tolerationSeconds": 300},
+            ]),
+            "{object:#}"
+        );
+    }
+    // A pod that asks for faster failover keeps its own tolerations.
+    let mut fast = pod("fast");
+    fast["spec"]["tolerations"] = json!([
+        {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 2},
+        {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 2},
+    ]);
+    let created = t.create(PODS, &fast).await;
+    assert_eq!(created["spec"]["tolerations"], fast["spec"]["tolerations"]);
+    // Updates leave tolerations as they are: the defaults are added on create only.
+    let (code, updated) = t
+        .patch(
+            &format!("{PODS}/defaulted"),
+            MERGE,
+            &json!({"spec": {"tolerations": [
+                {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+                {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+                {"key": "dedicated", "operator": "Equal", "value": "web", "effect": "NoSchedule"},
+            ]}}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{updated:#}");
+    assert_eq!(updated["spec"]["tolerations"].as_array().unwrap().len(), 3);
+}

@@ -5,6 +5,8 @@
 //! Deployment, garbage collector) and drives them through the registry like a client would,
 //! polling with a timeout until the cluster converges.
 
+mod nodelifecycle;
 mod replicasets;
 mod rollouts;
+mod scheduling;
 mod support;
