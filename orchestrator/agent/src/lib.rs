@@ -277,7 +277,9 @@ impl Agent {
         let capacity = json!({
             "cpu": cpus.to_string(),
             "memory": format!("{}Ki", memory / 1024),
-            "pods": "1000",
+            // Wasm pods cost about 0.1 MiB idle: density is the point, so the node takes far
+            // more than Kubernetes' 110.
+            "pods": "10000",
         });
         json!({
             "apiVersion": "v1", "kind": "Node",
@@ -378,6 +380,42 @@ impl Agent {
             .await
         {
             tracing::warn!(%error, "cannot report the container runtime on the node");
+        }
+    }
+
+    /// After the node was cut off (the node lifecycle controller marked it `Ready=Unknown`)
+    /// and reached the API again, says Ready once more, as the kubelet re-posts its status.
+    async fn repost_ready_if_lost(&self) {
+        let Ok(node) = self
+            .api
+            .get(node_resource(), None, &self.config.node_name)
+            .await
+        else {
+            return;
+        };
+        let ready = node
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+            .is_some_and(|c| c["status"] == "True");
+        if ready {
+            return;
+        }
+        let patch = json!({"status": {"conditions": self.node_conditions()}});
+        match self
+            .api
+            .patch(
+                node_resource(),
+                None,
+                &self.config.node_name,
+                PatchType::Merge,
+                &patch,
+                Part::Status,
+            )
+            .await
+        {
+            Ok(_) => tracing::info!("the node is Ready again"),
+            Err(error) => tracing::warn!(%error, "cannot report the node Ready"),
         }
     }
 
@@ -586,8 +624,9 @@ impl Agent {
                     () = &mut stopping => break 'watching,
                     _ = runtime_check.tick() => self.check_container_runtime().await,
                     _ = lease.tick() => {
-                        if let Err(error) = self.renew_lease().await {
-                            tracing::warn!(%error, "cannot renew the node lease");
+                        match self.renew_lease().await {
+                            Ok(()) => self.repost_ready_if_lost().await,
+                            Err(error) => tracing::warn!(%error, "cannot renew the node lease"),
                         }
                     }
                     event = watch.next() => {

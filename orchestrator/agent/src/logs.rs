@@ -28,6 +28,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
             get(container_logs),
         )
         .route("/wharf/pods/{uid}/http", axum::routing::any(pod_http))
+        .route("/wharf/pods/{uid}/http/", axum::routing::any(pod_http))
         .route(
             "/wharf/pods/{uid}/http/{*path}",
             axum::routing::any(pod_http),

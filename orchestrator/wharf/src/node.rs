@@ -50,8 +50,6 @@ pub struct Node {
     pub summary: String,
     /// The containerd Wharf started itself, if any; stopped when dropped.
     pub managed_containerd: Option<ManagedContainerd>,
-    /// The node's name.
-    pub node_name: String,
 }
 
 /// Imports archives into containerd.
@@ -297,6 +295,5 @@ pub async fn start(
         tasks,
         summary,
         managed_containerd,
-        node_name,
     })
 }

@@ -28,6 +28,14 @@ pub struct ServeArgs {
     /// The range Services get their cluster IPs from (IPv4 CIDR).
     #[arg(long, default_value = wharf_apiserver::registry::ServiceRange::DEFAULT)]
     pub service_cidr: wharf_apiserver::registry::ServiceRange,
+    /// How the scheduler places pods: `bin-packing` (the fullest node that fits, for density)
+    /// or `spread` (the emptiest).
+    #[arg(long, default_value = "bin-packing")]
+    pub scheduler_policy: wharf_controllers::scheduler::Policy,
+    /// Seconds without a Lease renewal after which a node is unreachable (Kubernetes'
+    /// node-monitor-grace-period); its pods are evicted per their tolerations.
+    #[arg(long, default_value_t = 40)]
+    pub node_monitor_grace_period: u64,
     /// The local node's settings (`wharf up`).
     #[command(flatten)]
     pub node: node::NodeArgs,
@@ -90,19 +98,43 @@ pub async fn run(args: ServeArgs, mode: Mode) -> Result<()> {
     let kubeconfig_path = data_dir.join("kubeconfig");
     kubeconfig::write(&kubeconfig_path, &api_url)?;
 
-    let mut background = Vec::new();
-    background.push(tokio::spawn(wharf_controllers::gc::run(
-        server.registry.clone(),
-        server.stopping(),
-    )));
-    background.push(tokio::spawn(wharf_controllers::replicaset::run(
-        server.registry.clone(),
-        server.stopping(),
-    )));
-    background.push(tokio::spawn(wharf_controllers::deployment::run(
-        server.registry.clone(),
-        server.stopping(),
-    )));
+    // The control loops: garbage collection, workloads, Services' endpoints, scheduling and
+    // node health.
+    let registry = &server.registry;
+    let mut background = vec![
+        tokio::spawn(wharf_controllers::gc::run(
+            registry.clone(),
+            server.stopping(),
+        )),
+        tokio::spawn(wharf_controllers::replicaset::run(
+            registry.clone(),
+            server.stopping(),
+        )),
+        tokio::spawn(wharf_controllers::deployment::run(
+            registry.clone(),
+            server.stopping(),
+        )),
+        tokio::spawn(wharf_controllers::job::run(
+            registry.clone(),
+            server.stopping(),
+        )),
+        tokio::spawn(wharf_controllers::endpoints::run(
+            registry.clone(),
+            server.stopping(),
+        )),
+        tokio::spawn(wharf_controllers::scheduler::run(
+            registry.clone(),
+            args.scheduler_policy,
+            server.stopping(),
+        )),
+        tokio::spawn(wharf_controllers::nodelifecycle::run(
+            registry.clone(),
+            wharf_controllers::nodelifecycle::NodeLifecycleConfig {
+                grace: Duration::from_secs(args.node_monitor_grace_period),
+            },
+            server.stopping(),
+        )),
+    ];
     let mut node_summary = None;
     let mut managed_containerd = None;
     if mode == Mode::AllInOne {
@@ -114,12 +146,6 @@ pub async fn run(args: ServeArgs, mode: Mode) -> Result<()> {
         let stopping: node::Stopping = Arc::new(move || Box::pin(stopping_server.stopping()));
         let node = node::start(&args.node, &data_dir, api, stopping).await?;
         background.extend(node.tasks);
-        // Until the scheduler exists, the one local node takes every pod.
-        background.push(tokio::spawn(wharf_controllers::binder::run(
-            server.registry.clone(),
-            node.node_name,
-            server.stopping(),
-        )));
         node_summary = Some(node.summary);
         managed_containerd = node.managed_containerd;
     }

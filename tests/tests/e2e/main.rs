@@ -6,5 +6,8 @@ mod containers;
 mod control_plane;
 mod crash;
 mod full_disk;
+mod jobs;
+mod multinode;
 mod oci;
+mod rollout;
 mod wasm;

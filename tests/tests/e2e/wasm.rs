@@ -209,17 +209,22 @@ fn bad_images_and_unavailable_runtimes_show_clear_reasons_on_the_pod() {
         &wharf,
         &job("container", "docker.io/library/nginx:1", "Never", 0).replace("wasmtime", "runc"),
     );
-    let waiting = eventually("RuntimeUnavailable", 30, || {
-        let state =
-            pod_status(&wharf, "container")["containerStatuses"][0]["state"]["waiting"].clone();
-        (state["reason"] == "RuntimeUnavailable").then_some(state)
+    // No node runs containers (--containerd off): the scheduler says so.
+    let scheduled = eventually("PodScheduled=False for runtime class runc", 30, || {
+        let status = pod_status(&wharf, "container");
+        status["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == "PodScheduled"))
+            .filter(|c| c["status"] == "False")
+            .cloned()
     });
+    assert_eq!(scheduled["reason"], "Unschedulable", "{scheduled}");
     assert!(
-        waiting["message"]
+        scheduled["message"]
             .as_str()
             .unwrap_or("")
-            .contains("containerd"),
-        "{waiting}"
+            .contains("didn't support runtime class runc"),
+        "{scheduled}"
     );
     // Something that is not Wasm is refused at push, with a clear message.
     let junk = dir.path().join("junk.wasm");
