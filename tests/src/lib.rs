@@ -141,7 +141,12 @@ impl Wharf {
 
     /// Starts `wharf server` (the control plane only) on `data_dir` with a fresh API port.
     pub fn start_server(data_dir: &Path) -> Result<Wharf> {
-        Self::launch_as("server", data_dir, free_port(), "127.0.0.1", 0, &[])
+        Self::start_server_with(data_dir, &[])
+    }
+
+    /// Like [`Wharf::start_server`], with these flags (e.g. `--node-monitor-grace-period 3`).
+    pub fn start_server_with(data_dir: &Path, flags: &[&str]) -> Result<Wharf> {
+        Self::launch_as("server", data_dir, free_port(), "127.0.0.1", 0, flags)
     }
 
     fn launch(

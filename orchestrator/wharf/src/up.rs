@@ -62,6 +62,12 @@ pub(crate) fn init_tracing() {
 /// Runs the server until a shutdown signal.
 pub async fn run(args: ServeArgs, mode: Mode) -> Result<()> {
     init_tracing();
+    let renew = wharf_agent::LEASE_RENEW.as_secs();
+    if args.node_monitor_grace_period <= renew {
+        bail!(
+            "--node-monitor-grace-period must be longer than the {renew} s in which agents renew their Lease, or healthy nodes would be marked unreachable"
+        );
+    }
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
     let data_dir = args

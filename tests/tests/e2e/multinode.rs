@@ -136,3 +136,110 @@ fn agents_join_a_server_and_every_gateway_reaches_the_pods_of_every_node() {
         n2.log_tail()
     );
 }
+
+fn running_per_node(server: &Wharf) -> Vec<(String, String)> {
+    run(server.kubectl().args([
+        "get",
+        "pods",
+        "-o",
+        "jsonpath={range .items[*]}{.status.phase} {.spec.nodeName} {.metadata.deletionTimestamp}{\"\\n\"}{end}",
+    ]))
+    .unwrap_or_default()
+    .lines()
+    .filter_map(|l| {
+        let fields: Vec<&str> = l.split_whitespace().collect();
+        (fields.len() == 2 && fields[0] == "Running")
+            .then(|| (fields[0].to_owned(), fields[1].to_owned()))
+    })
+    .collect()
+}
+
+#[test]
+fn the_pods_of_a_dead_node_are_replaced_on_the_others_and_the_service_keeps_answering() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Wharf::start_server_with(
+        &dir.path().join("server"),
+        &["--node-monitor-grace-period", "12"],
+    )
+    .unwrap();
+    let mut agents: Vec<Agent> = ["n1", "n2", "n3"]
+        .iter()
+        .map(|n| Agent::start(&server, n, &dir.path().join(n), &["--containerd", "off"]).unwrap())
+        .collect();
+    eventually("three Ready nodes", 30, || ready_nodes(&server) == 3);
+    run(Command::new(wharf_bin())
+        .env("KUBECONFIG", server.kubeconfig())
+        .arg("push")
+        .arg(samples_out().join("hello-http.wasm"))
+        .args(["--name", "hello-http:latest"]))
+    .unwrap();
+    run(server
+        .kubectl()
+        .arg("apply")
+        .arg("-f")
+        .arg(workspace_root().join("samples/hello-http")))
+    .unwrap();
+    run(server
+        .kubectl()
+        .args(["scale", "deployment/hello-http", "--replicas=6"]))
+    .unwrap();
+    // Fast failover, the Kubernetes way: short tolerations on the pod template.
+    run(server.kubectl().args([
+        "patch",
+        "deployment/hello-http",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"tolerations":[
+            {"key":"node.kubernetes.io/unreachable","operator":"Exists","effect":"NoExecute","tolerationSeconds":1},
+            {"key":"node.kubernetes.io/not-ready","operator":"Exists","effect":"NoExecute","tolerationSeconds":1}]}}}}"#,
+    ]))
+    .unwrap();
+    eventually("six replicas running", 90, || {
+        running_per_node(&server).len() == 6
+    });
+    run(server.kubectl().args([
+        "rollout",
+        "status",
+        "deployment/hello-http",
+        "--timeout=60s",
+    ]))
+    .unwrap();
+    // Bin-packing: the replicas share the fullest node that fits rather than spreading.
+    let placed = running_per_node(&server);
+    let nodes: BTreeSet<&str> = placed.iter().map(|(_, n)| n.as_str()).collect();
+    assert_eq!(nodes.len(), 1, "bin-packed onto one node: {placed:?}");
+    let victim = placed[0].1.clone();
+    let index = agents.iter().position(|a| a.name == victim).unwrap();
+    let survivor = agents
+        .iter()
+        .find(|a| a.name != victim)
+        .unwrap()
+        .gateway_ip
+        .clone();
+
+    agents[index].kill9();
+    let started = Instant::now();
+    eventually("six replicas running on the other nodes", 90, || {
+        let running = running_per_node(&server);
+        running.len() >= 6 && running.iter().all(|(_, n)| *n != victim)
+    });
+    eprintln!("failover took {:?}", started.elapsed());
+    let node_status = run(server
+        .kubectl()
+        .args(["get", "node", &victim, "--no-headers"]))
+    .unwrap();
+    assert!(node_status.contains("NotReady"), "{node_status}");
+    eventually("the Service to answer through a surviving node", 30, || {
+        get(&format!("http://{survivor}:30080/")).contains("Hello")
+    });
+    for _ in 0..20 {
+        let answer = get(&format!("http://{survivor}:30080/"));
+        assert!(answer.contains("Hello"), "{answer}");
+    }
+
+    // The node comes back and is Ready again.
+    agents[index].restart().unwrap();
+    eventually("the node to be Ready again", 30, || {
+        ready_nodes(&server) == 3
+    });
+}
