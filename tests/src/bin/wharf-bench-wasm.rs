@@ -4,6 +4,7 @@
 //!   load (`wrk`, 64 connections): requests/s, p50/p99, and the ratio;
 //! - Wasm pod create→Running p50/p99 with a cached artifact;
 //! - the first request to a freshly started function;
+//! - replicas: one Deployment of N replicas of one function, until all are ready;
 //! - density: N distinct functions (each its own artifact, compiled separately), one replica
 //!   each, all answering, and the resident memory each adds.
 //!
@@ -42,6 +43,9 @@ struct Args {
     /// Distinct functions for the density measurement (at most 2,600: one NodePort each).
     #[arg(long, default_value_t = 1000)]
     functions: usize,
+    /// Replicas of the one-function Deployment.
+    #[arg(long, default_value_t = 1000)]
+    replicas: usize,
 }
 
 /// Throughput and latency as wrk reports them.
@@ -399,5 +403,59 @@ async fn main() -> Result<()> {
     if answering != args.functions {
         bail!("only {answering} of {} functions answered", args.functions);
     }
+
+    // 5. One Deployment of many replicas of one function, through the scheduler and the
+    // ReplicaSet controller, until all are ready.
+    let before = rss_kib(args.wharf_pid);
+    let started = Instant::now();
+    let deployment = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "bench-replicas"},
+        "spec": {
+            "replicas": args.replicas,
+            "selector": {"matchLabels": {"bench": "replicas"}},
+            "template": {
+                "metadata": {"labels": {"bench": "replicas"}},
+                "spec": {"containers": [{"name": "app", "image": "bench-http:latest"}]},
+            },
+        },
+    });
+    api.send(
+        reqwest::Method::POST,
+        "/apis/apps/v1/namespaces/default/deployments",
+        Some(deployment),
+    )
+    .await?;
+    loop {
+        let status = api
+            .http
+            .get(format!(
+                "{}/apis/apps/v1/namespaces/default/deployments/bench-replicas",
+                api.base
+            ))
+            .send()
+            .await?
+            .json::<serde_json::Value>()
+            .await?;
+        if status["status"]["readyReplicas"].as_u64() == Some(args.replicas as u64) {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            bail!(
+                "the Deployment of {} replicas was not ready within 600 s",
+                args.replicas
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ready = started.elapsed();
+    let after = rss_kib(args.wharf_pid);
+    println!(
+        "| a Deployment of {} replicas of one function, create → all ready, one node | {:.1} s; RSS +{} MiB, {:.0} KiB per replica | - | - |",
+        args.replicas,
+        ready.as_secs_f64(),
+        after.saturating_sub(before) / 1024,
+        after.saturating_sub(before) as f64 / args.replicas as f64
+    );
     Ok(())
 }
