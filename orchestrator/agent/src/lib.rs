@@ -8,6 +8,7 @@
 pub mod images;
 pub mod logs;
 pub mod network;
+pub mod probe;
 pub mod spec;
 pub mod status;
 pub mod worker;

@@ -56,6 +56,21 @@ pub struct ContainerView {
     pub last_exit: Option<(Exit, SystemTime)>,
     /// Restarts so far.
     pub restart_count: u32,
+    /// Whether its startup probe succeeded (or it has none), while it runs.
+    pub started: bool,
+    /// Whether its probes say it is ready (started, and its readiness probe passing or
+    /// absent), while it runs. Only a running container can be ready.
+    pub ready: bool,
+    /// The last probe failure while it runs (e.g. "Readiness probe failed: ..."), shown on
+    /// the pod's Ready condition while the container is not ready.
+    pub probe_failure: Option<String>,
+}
+
+impl ContainerView {
+    /// Whether the container counts as ready: running, and ready by its probes.
+    pub fn is_ready(&self) -> bool {
+        self.ready && matches!(self.phase, Phase::Running { .. })
+    }
 }
 
 /// Whether a container that exited with `code` starts again under `restart_policy`.
@@ -116,8 +131,8 @@ pub fn container_status(view: &ContainerView) -> Value {
         "name": view.name,
         "image": view.image,
         "imageID": view.image_id.clone().unwrap_or_default(),
-        "ready": running,
-        "started": running,
+        "ready": view.is_ready(),
+        "started": running && view.started,
         "restartCount": view.restart_count,
         "state": state,
         "lastState": {},
@@ -200,10 +215,18 @@ pub fn pod_status(facts: &PodFacts<'_>) -> Value {
         now,
     } = *facts;
     let phase = pod_phase(views, restart_policy);
-    let ready = !views.is_empty()
-        && views
-            .iter()
-            .all(|v| matches!(v.phase, Phase::Running { .. }));
+    let ready = !views.is_empty() && views.iter().all(ContainerView::is_ready);
+    let not_ready_message = (!ready).then(|| {
+        let unready: Vec<&ContainerView> = views.iter().filter(|v| !v.is_ready()).collect();
+        let names: Vec<&str> = unready.iter().map(|v| v.name.as_str()).collect();
+        let mut message = format!("containers with unready status: [{}]", names.join(" "));
+        for view in unready {
+            if let (Phase::Running { .. }, Some(failure)) = (&view.phase, &view.probe_failure) {
+                message.push_str(&format!("; {}: {failure}", view.name));
+            }
+        }
+        message
+    });
     let not_ready_reason = (!ready).then(|| {
         if phase == "Succeeded" || phase == "Failed" {
             "PodCompleted"
@@ -226,6 +249,11 @@ pub fn pod_status(facts: &PodFacts<'_>) -> Value {
         condition("Ready", ready, now, not_ready_reason),
         condition("ContainersReady", ready, now, not_ready_reason),
     ];
+    if let Some(message) = &not_ready_message {
+        for condition in &mut mine[2..4] {
+            condition["message"] = json!(message);
+        }
+    }
     if let Some(problem) = container_runtime {
         // Containers keep running (and serving) while containerd is away; what cannot happen
         // is starting, restarting or stopping them. The condition says so.
@@ -276,6 +304,9 @@ mod tests {
             phase,
             last_exit: None,
             restart_count,
+            started: true,
+            ready: true,
+            probe_failure: None,
         }
     }
 
@@ -432,5 +463,66 @@ mod tests {
                 .iter()
                 .any(|c| c["type"] == "ContainerRuntimeReady")
         );
+    }
+
+    #[test]
+    fn a_running_container_that_its_probes_call_unready_makes_the_pod_unready() {
+        let unready = ContainerView {
+            ready: false,
+            started: false,
+            probe_failure: Some(
+                "Readiness probe failed: HTTP probe failed with statuscode: 503".into(),
+            ),
+            ..view(
+                Phase::Running {
+                    started_at: SystemTime::UNIX_EPOCH,
+                },
+                0,
+            )
+        };
+        let status = pod_status(&PodFacts {
+            views: std::slice::from_ref(&unready),
+            restart_policy: "Always",
+            previous: &Value::Null,
+            host_ip: "127.0.0.1",
+            pod_ip: "127.0.0.1",
+            container_runtime: None,
+            started: SystemTime::UNIX_EPOCH,
+            now: SystemTime::UNIX_EPOCH,
+        });
+        assert_eq!(status["phase"], "Running");
+        let container = &status["containerStatuses"][0];
+        assert_eq!(
+            (&container["ready"], &container["started"]),
+            (&json!(false), &json!(false))
+        );
+        for kind in ["Ready", "ContainersReady"] {
+            let condition = status["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == kind)
+                .unwrap();
+            assert_eq!(condition["status"], "False");
+            assert_eq!(condition["reason"], "ContainersNotReady");
+            assert_eq!(
+                condition["message"],
+                "containers with unready status: [c]; c: Readiness probe failed: HTTP probe failed with statuscode: 503"
+            );
+        }
+        // A view that its probes call ready is not ready unless it runs.
+        let waiting = ContainerView {
+            phase: Phase::Waiting {
+                reason: "CrashLoopBackOff".into(),
+                message: None,
+            },
+            ..view(
+                Phase::Running {
+                    started_at: SystemTime::UNIX_EPOCH,
+                },
+                1,
+            )
+        };
+        assert!(!waiting.is_ready());
     }
 }

@@ -6,6 +6,10 @@
 //! those into the pod's status. When the pod is being deleted, the pod task tells its
 //! containers to stop (SIGTERM, the grace period, then SIGKILL) and, once they have, removes
 //! the pod object for good.
+//!
+//! While a container runs, its probes (see [`crate::probe`]) run beside it in the same task:
+//! readiness changes are reported on its view, and a failed liveness or startup probe kills it,
+//! after which it restarts like any container that exited.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,10 +20,14 @@ use tokio::sync::{mpsc, watch};
 use wharf_apiserver::ApiError;
 use wharf_apiserver::registry::{DeleteOptions, Part, PatchType};
 use wharf_apiserver::resources;
-use wharf_runtime::{ContainerConfig, ContainerState, Exit, Mount, Runtime, RuntimeError, Signal};
+use wharf_runtime::{
+    ContainerConfig, ContainerState, ExecRequest, Exit, HttpHandler, Mount, Runtime, RuntimeError,
+    Signal,
+};
 
 use crate::Agent;
 use crate::network::{NetworkError, PodNetwork};
+use crate::probe::{Action, Outcome, Probes};
 use crate::spec;
 use crate::status::{self, ContainerView, Phase};
 
@@ -107,6 +115,9 @@ pub async fn run_pod(agent: Arc<Agent>, mut updates: PodUpdates) {
             },
             last_exit: None,
             restart_count: previous_restarts,
+            started: false,
+            ready: false,
+            probe_failure: None,
         };
         views.push(view.clone());
         tasks.spawn(run_container(
@@ -356,6 +367,16 @@ async fn run_container(
                 continue;
             }
         };
+        // Probes that cannot work (no action, an unknown port) are a configuration error, as
+        // the API server would have rejected them in Kubernetes.
+        if let Err(message) = Probes::of(&container, tokio::time::Instant::now()) {
+            view.phase = waiting("CreateContainerConfigError", message);
+            publish(&view).await;
+            if sleep_or_stop(status::BACKOFF_START, &mut stop).await {
+                return;
+            }
+            continue;
+        }
         let id = config.id.clone();
         let started_at = SystemTime::now();
         let run_started = Instant::now();
@@ -378,19 +399,59 @@ async fn run_container(
         };
         let exit = match start.await {
             Ok(()) => {
+                let probes = Probes::of(&container, tokio::time::Instant::now())
+                    .expect("probes were checked before the start");
                 view.container_id = Some(format!("{}://{id}", runtime.name()));
                 view.phase = Phase::Running { started_at };
+                view.started = probes.started();
+                view.ready = probes.ready();
                 publish(&view).await;
-                if let Some(handler) = runtime.http_handler(&id) {
-                    agent.add_handler(&context.uid, &view.name, handler);
+                let handler = runtime.http_handler(&id);
+                if let Some(handler) = &handler {
+                    agent.add_handler(&context.uid, &view.name, handler.clone());
                 }
+                let target = ProbeTarget {
+                    runtime: runtime.as_ref(),
+                    id: &id,
+                    container: &container,
+                    handler,
+                    address: probe_address(&context),
+                    on_container_runtime: agent.is_container_runtime(&runtime),
+                    client: reqwest::Client::builder()
+                        .no_proxy()
+                        .redirect(reqwest::redirect::Policy::none())
+                        .build()
+                        .unwrap_or_default(),
+                };
+                let probing = run_probes(probes, &target, view.clone(), |view| {
+                    let report = report.clone();
+                    async move {
+                        let _ = report.send((index, view)).await;
+                    }
+                });
                 let exit = tokio::select! {
                     exit = runtime.wait(&id) => exit,
                     grace = stopped(&mut stop) => {
                         agent.remove_handlers(&context.uid);
                         stop_container(runtime.as_ref(), &id, grace).await
                     }
+                    (message, grace) = probing => {
+                        // Like the kubelet: stop with the probe's grace period, else the pod's,
+                        // and show why in lastState.
+                        tracing::info!(pod = %context.name, container = %view.name, %message, "killing the container");
+                        agent.remove_handlers(&context.uid);
+                        let grace = grace.unwrap_or_else(|| pod_grace_period(&pod));
+                        stop_container(runtime.as_ref(), &id, grace).await.map(|exit| Exit {
+                            reason: "Error".into(),
+                            message: Some(message),
+                            code: if exit.code == 0 { 137 } else { exit.code },
+                            ..exit
+                        })
+                    }
                 };
+                view.started = false;
+                view.ready = false;
+                view.probe_failure = None;
                 agent.remove_handlers(&context.uid);
                 exit.unwrap_or_else(|e| Exit {
                     code: 128,
@@ -436,6 +497,237 @@ async fn run_container(
         publish(&view).await;
         if sleep_or_stop(delay, &mut stop).await {
             return;
+        }
+    }
+}
+
+/// The pod's `terminationGracePeriodSeconds` (default 30 s).
+fn pod_grace_period(pod: &Value) -> Duration {
+    Duration::from_secs(
+        pod.pointer("/spec/terminationGracePeriodSeconds")
+            .and_then(Value::as_u64)
+            .unwrap_or(30),
+    )
+}
+
+/// Where a container's probes reach it: the pod's own address on its network, else the node's
+/// (pods on the node's network).
+fn probe_address(context: &PodContext) -> std::net::IpAddr {
+    match context.network.get() {
+        Some(network) => network.ip,
+        None => context
+            .agent
+            .config
+            .node_ip
+            .parse()
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
+    }
+}
+
+/// What the probes of one running container check against.
+struct ProbeTarget<'a> {
+    runtime: &'a dyn Runtime,
+    id: &'a str,
+    container: &'a Value,
+    /// The container's in-process HTTP handler (Wasm HTTP components): `httpGet` goes there,
+    /// the same path the gateway takes.
+    handler: Option<Arc<dyn HttpHandler>>,
+    /// The pod's address, for `httpGet` and `tcpSocket` on the container runtime.
+    address: std::net::IpAddr,
+    on_container_runtime: bool,
+    /// For `httpGet` over the network: no proxy, and redirects are answers (3xx is success).
+    client: reqwest::Client,
+}
+
+impl ProbeTarget<'_> {
+    /// Runs one check: `Ok` on success, else why it failed (Kubernetes' wording where it has
+    /// one).
+    async fn check(&self, action: &Action, timeout: Duration) -> Result<(), String> {
+        match action {
+            Action::Http {
+                path,
+                port,
+                headers,
+                scheme,
+            } => {
+                if scheme != "HTTP" {
+                    return Err(format!("scheme {scheme} is not supported (only HTTP)"));
+                }
+                let port = port.resolve(self.container)?;
+                let code =
+                    match &self.handler {
+                        Some(handler) => {
+                            self.http_in_process(handler.as_ref(), path, port, headers)
+                                .await?
+                        }
+                        None if self.on_container_runtime => {
+                            self.http_over_network(path, port, headers, timeout).await?
+                        }
+                        None => return Err(
+                            "the container serves no HTTP in process, so it has no httpGet target"
+                                .into(),
+                        ),
+                    };
+                if (200..400).contains(&code) {
+                    Ok(())
+                } else {
+                    Err(format!("HTTP probe failed with statuscode: {code}"))
+                }
+            }
+            Action::Tcp { port } => {
+                if !self.on_container_runtime {
+                    return Err(
+                        "tcpSocket probes are not supported for Wasm containers (use httpGet)"
+                            .into(),
+                    );
+                }
+                let port = port.resolve(self.container)?;
+                let address = std::net::SocketAddr::new(self.address, port);
+                match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(address)).await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(error)) => Err(format!("dial tcp {address}: {error}")),
+                    Err(_) => Err(format!("dial tcp {address}: i/o timeout")),
+                }
+            }
+            Action::Exec { command } => {
+                match self
+                    .runtime
+                    .exec(self.id, ExecRequest::new(command.clone(), timeout))
+                    .await
+                {
+                    Ok(output) if output.exit_code == 0 => Ok(()),
+                    Ok(output) => {
+                        let said = if output.stderr.is_empty() {
+                            &output.stdout
+                        } else {
+                            &output.stderr
+                        };
+                        Err(format!(
+                            "command {command:?} exited with {}: {}",
+                            output.exit_code,
+                            String::from_utf8_lossy(said).trim()
+                        ))
+                    }
+                    Err(RuntimeError::Unsupported(why)) => Err(format!(
+                        "exec probes are not supported on the {} runtime: {why}",
+                        self.runtime.name()
+                    )),
+                    Err(error) => Err(format!("command {command:?} failed: {error}")),
+                }
+            }
+        }
+    }
+
+    async fn http_in_process(
+        &self,
+        handler: &dyn HttpHandler,
+        path: &str,
+        port: u16,
+        headers: &[(String, String)],
+    ) -> Result<u16, String> {
+        use http_body_util::BodyExt;
+        let mut request = http::Request::get(path)
+            .header(http::header::HOST, format!("{}:{port}", self.address))
+            .header(http::header::USER_AGENT, "kube-probe/wharf");
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        let body = http_body_util::Empty::<bytes::Bytes>::new()
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        let request = request
+            .body(body)
+            .map_err(|e| format!("invalid probe request: {e}"))?;
+        Ok(handler.handle(request).await.status().as_u16())
+    }
+
+    async fn http_over_network(
+        &self,
+        path: &str,
+        port: u16,
+        headers: &[(String, String)],
+        timeout: Duration,
+    ) -> Result<u16, String> {
+        let url = format!(
+            "http://{}{path}",
+            std::net::SocketAddr::new(self.address, port)
+        );
+        let mut request = self
+            .client
+            .get(&url)
+            .timeout(timeout)
+            .header("User-Agent", "kube-probe/wharf");
+        for (name, value) in headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        match request.send().await {
+            Ok(response) => Ok(response.status().as_u16()),
+            Err(error) if error.is_timeout() => Err(format!(
+                "Get \"{url}\": context deadline exceeded (timeout {}s)",
+                timeout.as_secs()
+            )),
+            Err(error) => Err(format!("Get \"{url}\": {error}")),
+        }
+    }
+}
+
+/// Runs a container's probes until one says to kill it; returns why, and the probe's own
+/// grace period if it has one. Reports every change of the view's `started`/`ready` through
+/// `publish`. Never returns for a container without liveness or startup probes (the caller
+/// drops it when the container stops).
+async fn run_probes<F, Fut>(
+    mut probes: Probes,
+    target: &ProbeTarget<'_>,
+    mut view: ContainerView,
+    publish: F,
+) -> (String, Option<Duration>)
+where
+    F: Fn(ContainerView) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut failed_kind = None;
+    loop {
+        let Some((at, kind)) = probes.next_due() else {
+            return std::future::pending().await;
+        };
+        tokio::time::sleep_until(at).await;
+        let Some(probe) = probes.probe(kind).cloned() else {
+            return std::future::pending().await;
+        };
+        let ran = tokio::time::Instant::now();
+        let result =
+            match tokio::time::timeout(probe.timeout, target.check(&probe.action, probe.timeout))
+                .await
+            {
+                Ok(result) => result,
+                Err(_) => Err(format!(
+                    "timeout: no answer within {}s",
+                    probe.timeout.as_secs()
+                )),
+            };
+        // The last failure stays on the view until the probe that failed succeeds again.
+        let mut failure = view.probe_failure.clone();
+        match &result {
+            Err(why) => {
+                tracing::info!(container = %view.name, probe = kind.title(), %why, "probe failed");
+                failure = Some(format!("{} probe failed: {why}", kind.title()));
+                failed_kind = Some(kind);
+            }
+            Ok(()) if failed_kind == Some(kind) => {
+                failure = None;
+                failed_kind = None;
+            }
+            Ok(()) => {}
+        }
+        match probes.record(kind, ran, result) {
+            Outcome::Kill { message, grace } => return (message, grace),
+            Outcome::Ready(_) | Outcome::Unchanged => {
+                let now = (probes.started(), probes.ready(), failure);
+                if (view.started, view.ready, &view.probe_failure) != (now.0, now.1, &now.2) {
+                    (view.started, view.ready, view.probe_failure) = now;
+                    publish(view.clone()).await;
+                }
+            }
         }
     }
 }
