@@ -200,6 +200,33 @@ fn encode_for_store(object: &Value) -> Result<Bytes, ApiError> {
         .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
+/// Merges a Secret's write-only `stringData` into `data` (base64), as Kubernetes does on every
+/// write: a `stringData` key wins over the same key in `data`, and `stringData` is not stored.
+fn fold_string_data(secret: &mut Value) {
+    use base64::Engine;
+    let Some(object) = secret.as_object_mut() else {
+        return;
+    };
+    let Some(Value::Object(strings)) = object.remove("stringData") else {
+        return;
+    };
+    let data = object
+        .entry("data")
+        .or_insert_with(|| Value::Object(Default::default()));
+    if !data.is_object() {
+        *data = Value::Object(Default::default());
+    }
+    let data = data.as_object_mut().expect("data is an object");
+    for (key, value) in strings {
+        if let Value::String(text) = value {
+            data.insert(
+                key,
+                Value::String(base64::engine::general_purpose::STANDARD.encode(text)),
+            );
+        }
+    }
+}
+
 /// Sets an object's resourceVersion to the store revision that wrote it.
 fn set_revision(object: &mut Value, revision: Revision) {
     set_meta(object, "resourceVersion", json!(revision.to_string()));
@@ -224,6 +251,17 @@ impl Registry {
     pub fn with_service_range(self, range: ServiceRange) -> Registry {
         Registry {
             service_range: range,
+            ..self
+        }
+    }
+
+    /// The same registry, with Secrets and ConfigMaps encrypted at rest under `keyring`:
+    /// the store is wrapped in an [`EncryptedStore`](crate::encryption::EncryptedStore), so
+    /// every read path of the registry, and everyone reading through [`Registry::store`] (the
+    /// controllers, watches, the in-process client), sees decrypted values.
+    pub fn with_encryption(self, keyring: crate::encryption::Keyring) -> Registry {
+        Registry {
+            store: Arc::new(crate::encryption::EncryptedStore::new(self.store, keyring)),
             ..self
         }
     }
@@ -502,6 +540,9 @@ impl Registry {
         let causes = admission::validate(resource, &object);
         if !causes.is_empty() {
             return Err(ApiError::Invalid(Subject::new(resource, name), causes));
+        }
+        if resource.kind == "Secret" {
+            fold_string_data(&mut object);
         }
         Ok(object)
     }
@@ -1210,9 +1251,23 @@ fn generate_job_selector(job: &mut Value) {
 
 #[cfg(test)]
 mod tests {
-    use super::{ServiceRange, add_default_toleration_seconds};
+    use super::{ServiceRange, add_default_toleration_seconds, fold_string_data};
     use serde_json::json;
     use std::net::Ipv4Addr;
+
+    #[test]
+    fn secret_string_data_is_folded_into_data_and_wins_over_it() {
+        let mut secret = json!({
+            "kind": "Secret",
+            "data": {"a": "b2xk", "keep": "eA=="},
+            "stringData": {"a": "new", "b": "two"},
+        });
+        fold_string_data(&mut secret);
+        assert_eq!(
+            secret,
+            json!({"kind": "Secret", "data": {"a": "bmV3", "keep": "eA==", "b": "dHdv"}})
+        );
+    }
 
     #[test]
     fn new_pods_tolerate_not_ready_and_unreachable_nodes_for_300_seconds_unless_they_say_otherwise()

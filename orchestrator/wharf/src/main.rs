@@ -4,6 +4,7 @@ mod agent;
 mod client;
 mod kubeconfig;
 mod node;
+mod secrets;
 mod up;
 
 use std::path::PathBuf;
@@ -93,6 +94,12 @@ enum Command {
         #[command(flatten)]
         target: client::Target,
     },
+    /// Encryption at rest of Secrets and ConfigMaps: `wharf secrets rotate-key --data-dir DIR`
+    /// (while wharf is stopped).
+    Secrets {
+        #[command(subcommand)]
+        command: secrets::SecretsCommand,
+    },
     /// Delete objects: `wharf delete KIND NAME...` or `wharf delete -f FILE`.
     Delete {
         /// Kind followed by names.
@@ -178,6 +185,7 @@ fn main() -> std::process::ExitCode {
                 replicas,
                 target,
             } => client::deploy(&target, &file, name.as_deref(), replicas).await,
+            Command::Secrets { command } => secrets::run(command).await,
             Command::Delete {
                 args,
                 files,

@@ -87,7 +87,18 @@ pub async fn run(args: ServeArgs, mode: Mode) -> Result<()> {
         ),
         Err(e) => return Err(e).context("cannot open the store"),
     };
-    let store: Arc<dyn wharf_store::Store> = Arc::new(store);
+    // Secrets and ConfigMaps are encrypted at rest with the data dir's keyring, created at
+    // the first start. Everything above the store (registry, watches, controllers, the
+    // in-process client) reads through the wrapper and sees plain objects.
+    let keyring_path = data_dir.join(wharf_apiserver::encryption::KEYRING_FILE);
+    let (keyring, created) = wharf_apiserver::encryption::Keyring::load_or_create(&keyring_path)
+        .context("cannot load the encryption keyring")?;
+    if created {
+        tracing::info!(path = %keyring_path.display(), "created the encryption key for Secrets and ConfigMaps");
+    }
+    let store: Arc<dyn wharf_store::Store> = Arc::new(
+        wharf_apiserver::encryption::EncryptedStore::new(Arc::new(store), keyring),
+    );
     let artifacts = Arc::new(
         ArtifactStore::new(data_dir.join("artifacts"), store.clone())
             .context("cannot create the artifact store")?,

@@ -11,6 +11,7 @@ mod create_options;
 mod crud;
 mod deployments;
 mod discovery;
+mod encryption;
 mod errors;
 mod finalizers;
 mod lists;

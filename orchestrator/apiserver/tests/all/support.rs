@@ -65,12 +65,30 @@ impl TestServer {
         .await
     }
 
+    /// A bootstrapped server that encrypts Secrets and ConfigMaps at rest with `keyring`
+    /// ([`TestServer::store`] is the raw store underneath, holding sealed values).
+    pub async fn with_keyring(keyring: wharf_apiserver::encryption::Keyring) -> TestServer {
+        TestServer::build(StoreConfig::default(), Some(keyring)).await
+    }
+
     async fn with_config(config: StoreConfig) -> TestServer {
+        TestServer::build(config, None).await
+    }
+
+    async fn build(
+        config: StoreConfig,
+        keyring: Option<wharf_apiserver::encryption::Keyring>,
+    ) -> TestServer {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let store = Arc::new(
             RedbStore::open(dir.path().join("wharf.redb"), config).expect("the store opens"),
         );
-        let dyn_store: Arc<dyn Store> = store.clone();
+        let mut dyn_store: Arc<dyn Store> = store.clone();
+        if let Some(keyring) = keyring {
+            dyn_store = Arc::new(wharf_apiserver::encryption::EncryptedStore::new(
+                dyn_store, keyring,
+            ));
+        }
         let server = ApiServer::new(dyn_store);
         bootstrap::ensure_bootstrap_objects(&server.registry)
             .await
