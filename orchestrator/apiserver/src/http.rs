@@ -717,18 +717,25 @@ fn decode_yaml_or_json(body: &[u8]) -> Result<Value, ApiError> {
         .map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")))
 }
 
-/// Decodes a JSON or YAML body according to its Content-Type.
+/// The media types accepted for create/update bodies, as a 415 lists them.
+const BODY_TYPES: &str = "application/json, application/yaml, application/vnd.kubernetes.protobuf";
+
+/// Decodes a JSON, YAML or Kubernetes protobuf body according to its Content-Type. A protobuf
+/// body becomes the same JSON value its JSON form would (see [`crate::protobuf`]).
 fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
     Ok(match media_type(headers).as_str() {
         "application/json" | "" => serde_json::from_slice(body)
             .map_err(|e| ApiError::BadRequest(format!("error decoding JSON body: {e}")))?,
         "application/yaml" | "application/x-yaml" | "text/yaml" => serde_yaml::from_slice(body)
             .map_err(|e| ApiError::BadRequest(format!("error decoding YAML body: {e}")))?,
-        _ => {
-            return Err(ApiError::UnsupportedMediaType(
-                "application/json, application/yaml".into(),
-            ));
-        }
+        crate::protobuf::MEDIA_TYPE => crate::protobuf::decode(body).map_err(|e| match e {
+            crate::protobuf::DecodeError::Malformed(m) => ApiError::BadRequest(m),
+            // Kubernetes' 415 text, with why this protobuf body is not one of them.
+            crate::protobuf::DecodeError::UnsupportedKind(m) => ApiError::UnsupportedMediaType(
+                format!("application/json, application/yaml ({m}; send it as JSON)"),
+            ),
+        })?,
+        _ => return Err(ApiError::UnsupportedMediaType(BODY_TYPES.into())),
     })
 }
 
@@ -905,6 +912,97 @@ pub async fn not_found(request: Request<Body>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A body captured from kubectl 1.37 (see `crate::protobuf`).
+    fn protobuf_fixture(name: &str) -> Vec<u8> {
+        let path = format!(
+            "{}/tests/fixtures/protobuf/kubectl-1.37-create-{name}.bin",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    fn protobuf_headers() -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/vnd.kubernetes.protobuf"),
+        );
+        headers
+    }
+
+    #[test]
+    fn protobuf_create_bodies_decode_to_the_objects_json() {
+        let secrets = parse_target("", "v1", &["namespaces", "default", "secrets"]).unwrap();
+        let object = decode_object(
+            &protobuf_headers(),
+            &protobuf_fixture("secret_generic"),
+            secrets.resource,
+        )
+        .unwrap();
+        assert_eq!(
+            object,
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s1"}, "data": {"a": "Yg=="}})
+        );
+        // The decoded object passes Strict field validation like its JSON form.
+        let query = Query::from([("fieldValidation".to_string(), "Strict".to_string())]);
+        assert_eq!(
+            unknown_field_warnings(secrets.resource, &object, &query).unwrap(),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn protobuf_body_of_another_kind_than_the_path_is_rejected() {
+        let configmaps = parse_target("", "v1", &["namespaces", "default", "configmaps"]).unwrap();
+        let error = decode_object(
+            &protobuf_headers(),
+            &protobuf_fixture("secret_generic"),
+            configmaps.resource,
+        )
+        .unwrap_err();
+        assert_eq!(error.code(), StatusCode::BAD_REQUEST, "{error}");
+    }
+
+    #[test]
+    fn protobuf_of_an_undescribed_kind_is_415_and_malformed_protobuf_is_400() {
+        let ingresses = parse_target(
+            "networking.k8s.io",
+            "v1",
+            &["namespaces", "default", "ingresses"],
+        )
+        .unwrap();
+        let error = decode_object(
+            &protobuf_headers(),
+            &protobuf_fixture("ingress"),
+            ingresses.resource,
+        )
+        .unwrap_err();
+        assert_eq!(error.code(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        let message = error.to_string();
+        assert!(
+            message.contains("accepted media types include: application/json")
+                && message.contains("Ingress (networking.k8s.io/v1)"),
+            "{message}"
+        );
+
+        let error =
+            decode_object(&protobuf_headers(), b"k8s\0\x0a\xff", ingresses.resource).unwrap_err();
+        assert_eq!(error.code(), StatusCode::BAD_REQUEST, "{error}");
+    }
+
+    #[test]
+    fn unknown_body_media_types_are_415_listing_protobuf() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        let error = decode_body(&headers, b"x").unwrap_err();
+        assert_eq!(error.code(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        assert!(
+            error
+                .to_string()
+                .contains("application/vnd.kubernetes.protobuf")
+        );
+    }
 
     #[test]
     fn namespaced_object_paths_parse() {

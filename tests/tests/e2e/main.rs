@@ -9,5 +9,8 @@ mod full_disk;
 mod jobs;
 mod multinode;
 mod oci;
+mod probes;
+mod protobuf;
 mod rollout;
+mod secrets;
 mod wasm;
