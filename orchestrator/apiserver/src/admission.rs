@@ -243,6 +243,21 @@ fn validate_pod_spec(spec: &Value, field: &str, causes: &mut Vec<Cause>) {
         if container["image"].as_str().unwrap_or("").trim().is_empty() {
             causes.push(Cause::required(&format!("{at}.image"), ""));
         }
+        if spec["runtimeClassName"] == "wasmtime" {
+            for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+                for action in ["exec", "tcpSocket"] {
+                    if container[probe].get(action).is_some() {
+                        causes.push(Cause {
+                            reason: "FieldValueNotSupported",
+                            field: format!("{at}.{probe}.{action}"),
+                            message: format!(
+                                "Unsupported value: {action:?}: a Wasm workload (runtimeClassName wasmtime) has no second program to run and no socket to connect to; use httpGet, which the agent sends to the function in process"
+                            ),
+                        });
+                    }
+                }
+            }
+        }
         if let Some(ports) = container["ports"].as_array() {
             for (j, port) in ports.iter().enumerate() {
                 let number = port["containerPort"].as_i64().unwrap_or(0);
@@ -480,5 +495,33 @@ mod tests {
         assert!(image_tag_is_latest("registry:5000/nginx"));
         assert!(!image_tag_is_latest("nginx:1.25"));
         assert!(!image_tag_is_latest("nginx@sha256:abc"));
+    }
+
+    #[test]
+    fn exec_and_tcp_probes_are_refused_for_wasm_pods_and_kept_for_containers() {
+        let deployments = find("apps", "v1", "deployments").unwrap();
+        let mut wasm = deployment();
+        wasm["spec"]["template"]["spec"]["runtimeClassName"] = json!("wasmtime");
+        let container = &mut wasm["spec"]["template"]["spec"]["containers"][0];
+        container["livenessProbe"] = json!({"exec": {"command": ["true"]}});
+        container["readinessProbe"] = json!({"tcpSocket": {"port": 8080}});
+        container["startupProbe"] = json!({"httpGet": {"path": "/", "port": 8080}});
+        let causes = validate(deployments, &wasm);
+        let fields: Vec<&str> = causes.iter().map(|c| c.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.template.spec.containers[0].livenessProbe.exec",
+                "spec.template.spec.containers[0].readinessProbe.tcpSocket"
+            ]
+        );
+        assert!(
+            causes[0].message.contains("httpGet"),
+            "{}",
+            causes[0].message
+        );
+        let mut runc = wasm.clone();
+        runc["spec"]["template"]["spec"]["runtimeClassName"] = json!("runc");
+        assert!(validate(deployments, &runc).is_empty());
     }
 }
