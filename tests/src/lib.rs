@@ -294,10 +294,50 @@ impl Wharf {
     }
 }
 
+impl Wharf {
+    /// Removes the container pods a test left running: containers outlive a stopped Wharf by
+    /// design (the next start takes them over), but a test's must not outlive the test. The
+    /// workloads and pods are force-deleted, so the agent stops their containers and removes
+    /// their network namespaces, and this waits (up to 20 s) until containerd holds none.
+    fn remove_container_pods(&self) {
+        let socket = self.data_dir.join("containerd/containerd.sock");
+        if self.child.is_none() || !socket.exists() {
+            return;
+        }
+        let _ = self
+            .kubectl()
+            .args([
+                "delete",
+                "deployments,replicasets,jobs,pods",
+                "--all",
+                "--all-namespaces",
+            ])
+            .arg("--grace-period=0")
+            .args(["--force", "--wait=false"])
+            .output();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let listed = Command::new("ctr")
+                .arg("--address")
+                .arg(&socket)
+                .args(["-n", "wharf", "containers", "ls", "-q"])
+                .output();
+            if listed
+                .is_ok_and(|o| o.status.success() && o.stdout.iter().all(u8::is_ascii_whitespace))
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
 impl Drop for Wharf {
-    /// Stops the process gracefully (so it can stop what it started, e.g. a managed
-    /// containerd), and kills it if it does not stop in time.
+    /// Removes the container pods the test left, then stops the process gracefully (so it
+    /// can stop what it started, e.g. a managed containerd), and kills it if it does not stop
+    /// in time.
     fn drop(&mut self) {
+        self.remove_container_pods();
         if self.child.is_some() && self.terminate(Duration::from_secs(15)).is_err() {
             self.kill9();
         }
