@@ -547,7 +547,7 @@ async fn apply(registry: &Registry, actions: &[Action]) -> PassOutcome {
             Action::CreatePods { pod, count } => {
                 outcome.record(
                     "creating job pods",
-                    create_pods(registry, pod, *count).await,
+                    crate::create_pods(registry, pod, *count).await,
                 );
             }
             Action::DeletePod(target) => {
@@ -584,28 +584,6 @@ async fn apply(registry: &Registry, actions: &[Action]) -> PassOutcome {
         }
     }
     outcome
-}
-
-/// Creates `count` pods in batches of 1, 2, 4, ... (slow start), so that a template every
-/// create rejects fails once, not `count` times.
-async fn create_pods(registry: &Registry, pod: &Pod, count: usize) -> Result<(), ApiError> {
-    let value = serde_json::to_value(pod).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-    let options = WriteOptions::default();
-    let mut remaining = count;
-    let mut batch = 1;
-    while remaining > 0 {
-        let size = batch.min(remaining);
-        let creates =
-            (0..size).map(|_| registry.create(pods(), Some(&namespace), value.clone(), &options));
-        let results = futures::future::join_all(creates).await;
-        if let Some(error) = results.into_iter().find_map(Result::err) {
-            return Err(error);
-        }
-        remaining -= size;
-        batch *= 2;
-    }
-    Ok(())
 }
 
 /// Runs the Job controller until `stopping` resolves.

@@ -453,6 +453,34 @@ pub(crate) async fn drive<F, Fut>(
     }
 }
 
+/// Creates `count` pods in batches of 1, 2, 4, ... (Kubernetes' slow start), so that a
+/// template every create rejects (say, into a namespace being deleted) fails once, not
+/// `count` times. Creates within a batch run concurrently and share the store's commits.
+pub(crate) async fn create_pods(
+    registry: &Registry,
+    pod: &k8s_openapi::api::core::v1::Pod,
+    count: usize,
+) -> Result<(), ApiError> {
+    let pods = wharf_apiserver::resources::find("", "v1", "pods").expect("pods are served");
+    let value = serde_json::to_value(pod).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let options = wharf_apiserver::registry::WriteOptions::default();
+    let mut remaining = count;
+    let mut batch = 1;
+    while remaining > 0 {
+        let size = batch.min(remaining);
+        let creates =
+            (0..size).map(|_| registry.create(pods, Some(&namespace), value.clone(), &options));
+        let results = futures::future::join_all(creates).await;
+        if let Some(error) = results.into_iter().find_map(Result::err) {
+            return Err(error);
+        }
+        remaining -= size;
+        batch *= 2;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -388,7 +388,10 @@ async fn apply(registry: &Registry, actions: &[Action]) -> PassOutcome {
     for action in actions {
         match action {
             Action::CreatePods { pod, count } => {
-                outcome.record("creating pods", create_pods(registry, pod, *count).await);
+                outcome.record(
+                    "creating pods",
+                    crate::create_pods(registry, pod, *count).await,
+                );
             }
             Action::DeletePod(target) => {
                 let result = registry
@@ -450,29 +453,6 @@ async fn apply(registry: &Registry, actions: &[Action]) -> PassOutcome {
         }
     }
     outcome
-}
-
-/// Creates `count` pods in batches of 1, 2, 4, ... (Kubernetes' slow start), so that a
-/// template every create rejects (say, into a namespace being deleted) fails once, not
-/// `count` times. Creates within a batch run concurrently and share the store's commits.
-async fn create_pods(registry: &Registry, pod: &Pod, count: usize) -> Result<(), ApiError> {
-    let value = serde_json::to_value(pod).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-    let options = WriteOptions::default();
-    let mut remaining = count;
-    let mut batch = 1;
-    while remaining > 0 {
-        let size = batch.min(remaining);
-        let creates =
-            (0..size).map(|_| registry.create(pods(), Some(&namespace), value.clone(), &options));
-        let results = futures::future::join_all(creates).await;
-        if let Some(error) = results.into_iter().find_map(Result::err) {
-            return Err(error);
-        }
-        remaining -= size;
-        batch *= 2;
-    }
-    Ok(())
 }
 
 /// Runs the ReplicaSet controller until `stopping` resolves.
