@@ -455,6 +455,27 @@ impl Drop for Agent {
     }
 }
 
+/// Polls `check` every 200 ms until it gives a value, and returns it; fails the test, naming
+/// `what`, after `seconds`.
+pub fn eventually<T>(what: &str, seconds: u64, mut check: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(seconds),
+            "{what} did not happen within {seconds} s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Like [`eventually`], for a condition that is true or not yet.
+pub fn until(what: &str, seconds: u64, mut check: impl FnMut() -> bool) {
+    eventually(what, seconds, || check().then_some(()))
+}
+
 /// A loopback address no other test of this process uses (127.0.x.y).
 pub fn unique_loopback_ip() -> String {
     use std::sync::atomic::{AtomicU32, Ordering};

@@ -4,20 +4,9 @@
 //! leaving nothing behind in containerd or in `ip netns` when deleted.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use wharf_e2e::{Wharf, run, samples_out, wharf_bin, workspace_root};
-
-fn eventually(what: &str, seconds: u64, mut check: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !check() {
-        assert!(
-            started.elapsed() < Duration::from_secs(seconds),
-            "{what} did not happen within {seconds} s"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
+use wharf_e2e::{Wharf, run, samples_out, until, wharf_bin, workspace_root};
 
 fn ctr(wharf: &Wharf, args: &[&str]) -> String {
     let socket = wharf.data_dir.join("containerd/containerd.sock");
@@ -58,7 +47,7 @@ fn the_container_sample_runs_through_managed_containerd_restarts_and_cleans_up()
         .arg(workspace_root().join("samples/hello-container")))
     .unwrap();
     let url = format!("http://{}:30082/", wharf.gateway_ip);
-    eventually("the container sample to answer", 90, || {
+    until("the container sample to answer", 90, || {
         Command::new("curl")
             .args(["-sf", "-m", "3", &url])
             .output()
@@ -83,7 +72,7 @@ fn the_container_sample_runs_through_managed_containerd_restarts_and_cleans_up()
         ]))
         .unwrap_or_default()
     };
-    eventually("two running replicas", 90, || {
+    until("two running replicas", 90, || {
         pods_with_ips().lines().count() == 2
     });
     let listed = pods_with_ips();
@@ -101,7 +90,7 @@ fn the_container_sample_runs_through_managed_containerd_restarts_and_cleans_up()
             netns.contains(&format!("wharf-{}", pod[1])),
             "a namespace per pod: {netns}"
         );
-        eventually("the replica to answer on its pod IP", 30, || {
+        until("the replica to answer on its pod IP", 30, || {
             Command::new("curl")
                 .args([
                     "-sf",
@@ -144,13 +133,13 @@ fn the_container_sample_runs_through_managed_containerd_restarts_and_cleans_up()
         .unwrap_or_else(|| panic!("no running task of pod {uid}: {tasks}"))
         .to_owned();
     run(Command::new("kill").args(["-9", &pid])).unwrap();
-    eventually("a restart after the kill", 60, || {
+    until("a restart after the kill", 60, || {
         restart_count(&wharf, &pod) > before
     });
     // And the restarted container serves again (after the CrashLoopBackOff wait), at the same
     // pod IP: the pod's network outlives its containers.
     let pod_url = format!("http://{}:8080/", pods[0][2]);
-    eventually("the restarted container to answer", 60, || {
+    until("the restarted container to answer", 60, || {
         Command::new("curl")
             .args(["-sf", "-m", "3", &pod_url])
             .output()
@@ -169,7 +158,7 @@ fn the_container_sample_runs_through_managed_containerd_restarts_and_cleans_up()
         .arg(workspace_root().join("samples/hello-container"))
         .args(["--wait=true", "--timeout=60s"]))
     .unwrap();
-    eventually("containerd to be empty", 30, || {
+    until("containerd to be empty", 30, || {
         ctr(&wharf, &["containers", "ls", "-q"]).trim().is_empty()
             && ctr(&wharf, &["tasks", "ls", "-q"]).trim().is_empty()
     });
@@ -212,7 +201,7 @@ fn running_containers_survive_a_wharf_restart_and_are_taken_over() {
         .args(["apply", "-f"])
         .arg(workspace_root().join("samples/hello-container")))
     .unwrap();
-    eventually("the pod to run", 90, || {
+    until("the pod to run", 90, || {
         pod_field(&wharf, ".status.phase") == "Running"
     });
     let (pod, ip) = (
@@ -227,7 +216,7 @@ fn running_containers_survive_a_wharf_restart_and_are_taken_over() {
             .output()
             .is_ok_and(|o| o.status.success())
     };
-    eventually("the pod to answer", 30, answers);
+    until("the pod to answer", 30, answers);
     let task_pid = |wharf: &Wharf| {
         let tasks = ctr(wharf, &["tasks", "ls"]);
         tasks
@@ -253,7 +242,7 @@ fn running_containers_survive_a_wharf_restart_and_are_taken_over() {
     );
     assert_eq!(restart_count(&wharf, &pod), 0);
     let url = format!("http://{}:30082/", wharf.gateway_ip);
-    eventually("the NodePort to answer after the restart", 30, || {
+    until("the NodePort to answer after the restart", 30, || {
         Command::new("curl")
             .args(["-sf", "-m", "3", &url])
             .output()
@@ -290,17 +279,17 @@ fn running_containers_survive_a_wharf_restart_and_are_taken_over() {
 
     // The agent watches the taken-over container: killing it is noticed and restarts it.
     run(Command::new("kill").args(["-9", &pid])).unwrap();
-    eventually("a restart after the kill", 60, || {
+    until("a restart after the kill", 60, || {
         restart_count(&wharf, &pod) == 1
     });
-    eventually("the restarted container to answer", 60, answers);
+    until("the restarted container to answer", 60, answers);
     run(wharf
         .kubectl()
         .args(["delete", "-f"])
         .arg(workspace_root().join("samples/hello-container"))
         .args(["--wait=true", "--timeout=60s"]))
     .unwrap();
-    eventually("containerd to be empty", 30, || {
+    until("containerd to be empty", 30, || {
         ctr(&wharf, &["containers", "ls", "-q"]).trim().is_empty()
     });
 }
@@ -355,7 +344,7 @@ impl OwnContainerd {
                 .expect("containerd is installed by scripts/setup.sh"),
         );
         let socket = self.socket();
-        eventually("containerd to listen", 20, || {
+        until("containerd to listen", 20, || {
             Command::new("ctr")
                 .arg("--address")
                 .arg(&socket)
@@ -410,7 +399,7 @@ fn a_containerd_that_dies_is_reported_on_the_node_and_pods_and_recovered_when_it
         .args(["apply", "-f"])
         .arg(workspace_root().join("samples/hello-container")))
     .unwrap();
-    eventually("the pod to run", 90, || {
+    until("the pod to run", 90, || {
         pod_field(&wharf, ".status.phase") == "Running"
     });
     let (pod, ip) = (
@@ -424,7 +413,7 @@ fn a_containerd_that_dies_is_reported_on_the_node_and_pods_and_recovered_when_it
             .output()
             .is_ok_and(|o| o.status.success())
     };
-    eventually("the pod to answer", 30, answers);
+    until("the pod to answer", 30, answers);
     assert_eq!(
         condition(&wharf, "node", "node-a", "ContainerRuntimeReady"),
         "True"
@@ -436,10 +425,10 @@ fn a_containerd_that_dies_is_reported_on_the_node_and_pods_and_recovered_when_it
 
     // containerd dies: the node and the pod say so; the container itself goes on serving.
     containerd.kill();
-    eventually("the node to report containerd down", 20, || {
+    until("the node to report containerd down", 20, || {
         condition(&wharf, "node", "node-a", "ContainerRuntimeReady") == "False"
     });
-    eventually("the pod to report containerd down", 20, || {
+    until("the pod to report containerd down", 20, || {
         condition(&wharf, "pod", &pod, "ContainerRuntimeReady") == "False"
     });
     let message = run(wharf.kubectl().args([
@@ -457,7 +446,7 @@ fn a_containerd_that_dies_is_reported_on_the_node_and_pods_and_recovered_when_it
         .kubectl()
         .args(["scale", "deployment/hello-container", "--replicas=2"]))
     .unwrap();
-    eventually("the new replica to wait for the runtime", 30, || {
+    until("the new replica to wait for the runtime", 30, || {
         run(wharf.kubectl().args([
             "get",
             "pods",
@@ -471,13 +460,13 @@ fn a_containerd_that_dies_is_reported_on_the_node_and_pods_and_recovered_when_it
     // containerd returns: the conditions recover, the new replica starts, and the old one is
     // still watched (a kill is noticed and restarted).
     containerd.run();
-    eventually("the node to report containerd ready", 20, || {
+    until("the node to report containerd ready", 20, || {
         condition(&wharf, "node", "node-a", "ContainerRuntimeReady") == "True"
     });
-    eventually("the pod to report containerd ready", 20, || {
+    until("the pod to report containerd ready", 20, || {
         condition(&wharf, "pod", &pod, "ContainerRuntimeReady") == "True"
     });
-    eventually("both replicas to run", 90, || {
+    until("both replicas to run", 90, || {
         run(wharf.kubectl().args([
             "get",
             "pods",
@@ -507,7 +496,7 @@ fn a_containerd_that_dies_is_reported_on_the_node_and_pods_and_recovered_when_it
         .unwrap_or_else(|| panic!("no running task of {pod_uid}: {tasks}"))
         .to_owned();
     run(Command::new("kill").args(["-9", &pid])).unwrap();
-    eventually("a restart after the kill", 60, || {
+    until("a restart after the kill", 60, || {
         restart_count(&wharf, &pod) == 1
     });
     run(wharf
@@ -516,7 +505,7 @@ fn a_containerd_that_dies_is_reported_on_the_node_and_pods_and_recovered_when_it
         .arg(workspace_root().join("samples/hello-container"))
         .args(["--wait=true", "--timeout=60s"]))
     .unwrap();
-    eventually("containerd to be empty", 30, || {
+    until("containerd to be empty", 30, || {
         run(Command::new("ctr").arg("--address").arg(&socket_arg).args([
             "-n",
             "wharf",
@@ -592,7 +581,7 @@ fn wasm_and_container_pods_call_each_others_services_by_cluster_ip() {
     );
     let wasm = format!("http://{}:30080", wharf.gateway_ip);
     let container = format!("http://{}:30082", wharf.gateway_ip);
-    eventually("both samples to answer", 90, || {
+    until("both samples to answer", 90, || {
         get(&format!("{wasm}/")).contains("Hello")
             && get(&format!("{container}/")).contains("Hello")
     });
@@ -636,14 +625,14 @@ fn wasm_and_container_pods_call_each_others_services_by_cluster_ip() {
         addresses()
     );
     run(wharf.kubectl().args(["delete", "svc", "hello-container"])).unwrap();
-    eventually("the cluster IP to be removed", 10, || {
+    until("the cluster IP to be removed", 10, || {
         !addresses().contains(&format!("{container_ip}/32"))
     });
     run(wharf
         .kubectl()
         .args(["delete", "deployment", "hello-container", "hello-http"]))
     .unwrap();
-    eventually("containerd to be empty", 60, || {
+    until("containerd to be empty", 60, || {
         ctr(&wharf, &["containers", "ls", "-q"]).trim().is_empty()
     });
 }
@@ -745,20 +734,20 @@ fn bad_container_images_and_commands_are_clear_pod_conditions_and_the_node_goes_
     std::fs::write(&file, manifests).unwrap();
     run(wharf.kubectl().arg("apply").arg("-f").arg(&file)).unwrap();
 
-    eventually("the missing image to be reported", 60, || {
+    until("the missing image to be reported", 60, || {
         let (reason, message) = waiting(&wharf, "missing-image");
         reason == "ErrImagePull" && message.contains("no-such-image:1")
     });
-    eventually("the damaged archive to be reported", 60, || {
+    until("the damaged archive to be reported", 60, || {
         let (reason, message) = waiting(&wharf, "damaged-image");
         reason == "ErrImagePull" && message.contains("damaged:1") && message.contains("damaged")
     });
-    eventually("the missing command to be reported", 60, || {
+    until("the missing command to be reported", 60, || {
         let (reason, message) = waiting(&wharf, "missing-command");
         reason == "StartError" && message.contains("/no/such/binary")
     });
     // The node is unharmed: a good pod next to them runs.
-    eventually("the good pod to run", 60, || {
+    until("the good pod to run", 60, || {
         run(wharf
             .kubectl()
             .args(["get", "pod", "good", "-o", "jsonpath={.status.phase}"]))
@@ -794,7 +783,7 @@ fn bad_container_images_and_commands_are_clear_pod_conditions_and_the_node_goes_
         .arg(&file)
         .args(["--wait=true", "--timeout=60s"]))
     .unwrap();
-    eventually("containerd to be empty", 30, || {
+    until("containerd to be empty", 30, || {
         ctr(&wharf, &["containers", "ls", "-q"]).trim().is_empty()
     });
 }

@@ -5,20 +5,9 @@
 
 use std::collections::BTreeSet;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use wharf_e2e::{Agent, Wharf, run, samples_out, wharf_bin, workspace_root};
-
-fn eventually(what: &str, seconds: u64, mut check: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !check() {
-        assert!(
-            started.elapsed() < Duration::from_secs(seconds),
-            "{what} did not happen within {seconds} s"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
+use wharf_e2e::{Agent, Wharf, run, samples_out, until, wharf_bin, workspace_root};
 
 fn get(url: &str) -> String {
     let out = Command::new("curl")
@@ -62,7 +51,7 @@ fn agents_join_a_server_and_every_gateway_reaches_the_pods_of_every_node() {
         &["--containerd", "off"],
     )
     .unwrap();
-    eventually("two Ready nodes", 30, || ready_nodes(&server) == 2);
+    until("two Ready nodes", 30, || ready_nodes(&server) == 2);
 
     run(Command::new(wharf_bin())
         .env("KUBECONFIG", server.kubeconfig())
@@ -91,8 +80,8 @@ fn agents_join_a_server_and_every_gateway_reaches_the_pods_of_every_node() {
             .collect()
     };
     let both: BTreeSet<String> = ["p1".to_owned(), "p2".to_owned()].into();
-    eventually("n1's gateway to reach both pods", 60, || hosts(&n1) == both);
-    eventually("n2's gateway to reach both pods", 30, || hosts(&n2) == both);
+    until("n1's gateway to reach both pods", 60, || hosts(&n1) == both);
+    until("n2's gateway to reach both pods", 30, || hosts(&n2) == both);
 
     // A second agent on a data dir in use is refused.
     let second = Command::new(wharf_bin())
@@ -128,8 +117,8 @@ fn agents_join_a_server_and_every_gateway_reaches_the_pods_of_every_node() {
     let only_p1: BTreeSet<String> = ["p1".to_owned()].into();
     assert_eq!(hosts(&n1), only_p1);
     n2.restart().unwrap();
-    eventually("n2 to be Ready again", 30, || ready_nodes(&server) == 2);
-    eventually("p2 to answer again through n1", 60, || hosts(&n1) == both);
+    until("n2 to be Ready again", 30, || ready_nodes(&server) == 2);
+    until("p2 to answer again through n1", 60, || hosts(&n1) == both);
     assert!(
         n2.log_tail().contains("node registered"),
         "{}",
@@ -166,7 +155,7 @@ fn the_pods_of_a_dead_node_are_replaced_on_the_others_and_the_service_keeps_answ
         .iter()
         .map(|n| Agent::start(&server, n, &dir.path().join(n), &["--containerd", "off"]).unwrap())
         .collect();
-    eventually("three Ready nodes", 30, || ready_nodes(&server) == 3);
+    until("three Ready nodes", 30, || ready_nodes(&server) == 3);
     run(Command::new(wharf_bin())
         .env("KUBECONFIG", server.kubeconfig())
         .arg("push")
@@ -194,7 +183,7 @@ fn the_pods_of_a_dead_node_are_replaced_on_the_others_and_the_service_keeps_answ
             {"key":"node.kubernetes.io/not-ready","operator":"Exists","effect":"NoExecute","tolerationSeconds":1}]}}}}"#,
     ]))
     .unwrap();
-    eventually("six replicas running", 90, || {
+    until("six replicas running", 90, || {
         running_per_node(&server).len() == 6
     });
     run(server.kubectl().args([
@@ -219,7 +208,7 @@ fn the_pods_of_a_dead_node_are_replaced_on_the_others_and_the_service_keeps_answ
 
     agents[index].kill9();
     let started = Instant::now();
-    eventually("six replicas running on the other nodes", 90, || {
+    until("six replicas running on the other nodes", 90, || {
         let running = running_per_node(&server);
         running.len() >= 6 && running.iter().all(|(_, n)| *n != victim)
     });
@@ -229,7 +218,7 @@ fn the_pods_of_a_dead_node_are_replaced_on_the_others_and_the_service_keeps_answ
         .args(["get", "node", &victim, "--no-headers"]))
     .unwrap();
     assert!(node_status.contains("NotReady"), "{node_status}");
-    eventually("the Service to answer through a surviving node", 30, || {
+    until("the Service to answer through a surviving node", 30, || {
         get(&format!("http://{survivor}:30080/")).contains("Hello")
     });
     for _ in 0..20 {
@@ -239,7 +228,7 @@ fn the_pods_of_a_dead_node_are_replaced_on_the_others_and_the_service_keeps_answ
 
     // The node comes back and is Ready again.
     agents[index].restart().unwrap();
-    eventually("the node to be Ready again", 30, || {
+    until("the node to be Ready again", 30, || {
         ready_nodes(&server) == 3
     });
 }

@@ -5,24 +5,10 @@
 //! `/status/200` make it Ready and reachable through its NodePort.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
-use wharf_e2e::{Wharf, run, samples_out, wharf_bin};
-
-fn eventually<T>(what: &str, seconds: u64, mut check: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(seconds),
-            "{what} did not happen within {seconds} s"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
+use wharf_e2e::{Wharf, eventually, run, samples_out, wharf_bin};
 
 fn apply(wharf: &Wharf, yaml: &str) {
     let dir = tempfile::tempdir().unwrap();

@@ -6,9 +6,9 @@ use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use wharf_e2e::{Wharf, run, samples_out, wharf_bin, workspace_root};
+use wharf_e2e::{Wharf, eventually, run, samples_out, wharf_bin, workspace_root};
 
 const OLD_GREETING: &str = "Hello from Wharf!";
 const NEW_GREETING: &str = "v2";
@@ -74,20 +74,6 @@ fn under_load(url: &str, during: impl FnOnce(), settle: Duration) -> Load {
 fn greetings(bodies: &[String]) -> (usize, usize) {
     let count = |greeting: &str| bodies.iter().filter(|b| b.trim() == greeting).count();
     (count(OLD_GREETING), count(NEW_GREETING))
-}
-
-fn eventually<T>(what: &str, seconds: u64, mut check: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(seconds),
-            "{what} did not happen within {seconds} s"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 fn get(url: &str) -> Option<String> {

@@ -3,10 +3,10 @@
 //! statuses, restarts and logs as Kubernetes users know them.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
-use wharf_e2e::{Wharf, run, samples_out, wharf_bin, workspace_root};
+use wharf_e2e::{Wharf, eventually, run, samples_out, wharf_bin, workspace_root};
 
 fn push(wharf: &Wharf, file: &str, name: &str) {
     run(Command::new(wharf_bin())
@@ -20,20 +20,6 @@ fn push(wharf: &Wharf, file: &str, name: &str) {
 fn kubectl_json(wharf: &Wharf, args: &[&str]) -> Value {
     let out = run(wharf.kubectl().args(args).args(["-o", "json"])).unwrap();
     serde_json::from_str(&out).unwrap()
-}
-
-fn eventually<T>(what: &str, seconds: u64, mut check: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(seconds),
-            "{what} did not happen within {seconds} s"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 fn apply(wharf: &Wharf, yaml: &str) {
