@@ -31,6 +31,7 @@ mod io;
 pub mod managed;
 mod pull;
 mod spec;
+mod stats;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -52,8 +53,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use wharf_runtime::logs::LogFile;
 use wharf_runtime::{
-    ContainerConfig, ContainerState, ExecOutput, ExecRequest, Exit, HttpHandler, Lifecycle,
-    Runtime, RuntimeError, Signal,
+    ContainerConfig, ContainerState, ContainerStats, ExecOutput, ExecRequest, Exit, HttpHandler,
+    Lifecycle, Runtime, RuntimeError, Signal,
 };
 
 use crate::client::{Client, is_already_exists, is_not_found, status_error};
@@ -753,6 +754,15 @@ impl Runtime for ContainerdRuntime {
         tokio::spawn(async move { exec::exec(client, &fifo_root, &id, request).await })
             .await
             .map_err(|e| other(format!("the exec task failed: {e}")))?
+    }
+
+    /// Reads the container's cgroup: cumulative CPU time and the memory working set, as the
+    /// kubelet reports them. A container whose cgroup is gone (not started yet, or exited and
+    /// cleaned up by runc) reports zeros.
+    async fn stats(&self, id: &str) -> Result<ContainerStats, RuntimeError> {
+        let cgroups_path = self.with_container(id, |c| Ok(c.cgroups_path.clone()))?;
+        // A few small files of a pseudo file system: the reads do not block on a disk.
+        Ok(stats::read(&cgroups_path).unwrap_or_default())
     }
 
     fn state(&self, id: &str) -> Option<ContainerState> {

@@ -10,8 +10,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::{
-    ContainerConfig, ContainerState, EXEC_OUTPUT_LIMIT, ExecOutput, ExecRequest, Limits, Runtime,
-    RuntimeError, Signal,
+    ContainerConfig, ContainerState, ContainerStats, EXEC_OUTPUT_LIMIT, ExecOutput, ExecRequest,
+    Limits, Runtime, RuntimeError, Signal,
 };
 
 /// Images with known behaviour.
@@ -20,7 +20,8 @@ pub struct Fixtures {
     /// Prints `hello` and its arguments to stdout and a line to stderr, prints the value of env
     /// `GREETING` if set, then exits with the code in env `EXIT_CODE` (default 0).
     pub hello: String,
-    /// Runs until it is stopped.
+    /// Runs until it is stopped, holding some memory while it runs; with env `BURN_CPU` set
+    /// it burns CPU all the while (it may always do so).
     pub forever: String,
     /// Whether the runtime supports [`Runtime::exec`], and what to exec in `forever`.
     pub exec: ExecSupport,
@@ -501,6 +502,69 @@ pub async fn exec_behaves_as_declared(runtime: &dyn Runtime, fixtures: &Fixtures
     }
 }
 
+/// How much CPU time a busy container must be seen to use in
+/// [`stats_show_cpu_rising_and_memory_held`].
+pub const STATS_CPU_GROWTH: Duration = Duration::from_millis(200);
+
+/// Samples `stats` of `id` until `done` holds of a sample; panics after `limit`, or if the CPU
+/// time ever goes backwards.
+pub async fn stats_until(
+    runtime: &dyn Runtime,
+    id: &str,
+    limit: Duration,
+    mut done: impl FnMut(&ContainerStats) -> bool,
+) -> ContainerStats {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut previous = ContainerStats::default();
+    loop {
+        let stats = runtime.stats(id).await.expect("stats");
+        assert!(
+            stats.cpu_usage_ns >= previous.cpu_usage_ns,
+            "the CPU time of {id} went backwards: {previous:?}, then {stats:?}"
+        );
+        if done(&stats) {
+            return stats;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stats of {id} did not get there within {limit:?}: last {stats:?}"
+        );
+        previous = stats;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Stats: a running container holds memory and its CPU time grows while it burns CPU;
+/// an unknown container is `NotFound`.
+pub async fn stats_show_cpu_rising_and_memory_held(
+    runtime: &dyn Runtime,
+    fixtures: &Fixtures,
+    dir: &Path,
+) {
+    let err = runtime
+        .stats("stats-nobody")
+        .await
+        .expect_err("stats of an unknown container");
+    assert!(matches!(err, RuntimeError::NotFound(_)), "{err:?}");
+
+    let id = "stats-busy";
+    start_forever(runtime, fixtures, dir, id, &[("BURN_CPU", "1")]).await;
+    let limit = Duration::from_secs(20);
+    let first = stats_until(runtime, id, limit, |s| s.memory_bytes > 0).await;
+    // Measured, not assumed: on a loaded machine the busy container gets less than a core.
+    let wanted = first.cpu_usage_ns + STATS_CPU_GROWTH.as_nanos() as u64;
+    let later = stats_until(runtime, id, limit, |s| s.cpu_usage_ns >= wanted).await;
+    assert!(
+        later.memory_bytes > 0,
+        "a running container holds no memory: {later:?}"
+    );
+    remove(runtime, id).await;
+    assert!(matches!(
+        runtime.stats(id).await,
+        Err(RuntimeError::NotFound(_))
+    ));
+}
+
 /// Runs the whole suite.
 pub async fn run_all(runtime: &dyn Runtime, fixtures: &Fixtures, dir: &Path) {
     output_reaches_the_log_and_success_is_completed(runtime, fixtures, dir).await;
@@ -509,4 +573,5 @@ pub async fn run_all(runtime: &dyn Runtime, fixtures: &Fixtures, dir: &Path) {
     the_lifecycle_rejects_illegal_transitions(runtime, fixtures, dir).await;
     a_missing_image_is_reported(runtime, dir).await;
     exec_behaves_as_declared(runtime, fixtures, dir).await;
+    stats_show_cpu_rising_and_memory_held(runtime, fixtures, dir).await;
 }

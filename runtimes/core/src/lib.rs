@@ -224,6 +224,17 @@ pub trait HttpHandler: Send + Sync {
     async fn handle(&self, request: http::Request<Body>) -> http::Response<Body>;
 }
 
+/// Resource usage of one container, as the metrics pipeline (`kubectl top`, the HPA) reads it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ContainerStats {
+    /// CPU time the container used since it started, in nanoseconds (cumulative, monotonic
+    /// while the container lives).
+    pub cpu_usage_ns: u64,
+    /// Memory the container holds now, in bytes (the working set: for a cgroup, usage less
+    /// inactive page cache; for a Wasm guest, its live linear memories and tables).
+    pub memory_bytes: u64,
+}
+
 /// A container runtime, as the node agent uses it.
 #[async_trait]
 pub trait Runtime: Send + Sync + 'static {
@@ -269,6 +280,12 @@ pub trait Runtime: Send + Sync + 'static {
     /// streamed as it comes) will be a separate method taking the same [`ExecRequest`] and
     /// returning a session of streams, so this one and its callers stay as they are.
     async fn exec(&self, id: &str, request: ExecRequest) -> Result<ExecOutput, RuntimeError>;
+
+    /// Resource usage of a container: cumulative CPU time and current memory.
+    /// [`RuntimeError::NotFound`] for an unknown container; a created or exited container
+    /// reports what it still holds and has used, or zeros where the runtime no longer knows
+    /// (containerd: the cgroup is removed when the task exits).
+    async fn stats(&self, id: &str) -> Result<ContainerStats, RuntimeError>;
 
     /// The container's current state.
     fn state(&self, id: &str) -> Option<ContainerState>;

@@ -14,44 +14,87 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpVi
 use wharf_runtime::ContainerConfig;
 use wharf_runtime::logs::{LogFile, LogWriter, Stream};
 
+use crate::usage::Usage;
+
 /// Refuses memory and table growth beyond the container's limit, and remembers that it did,
-/// so a guest that traps after an allocation failure is reported as OOMKilled.
+/// so a guest that traps after an allocation failure is reported as OOMKilled. It also counts
+/// what it allows into the container's [`Usage`], and gives it back when the store (and so
+/// the limiter) is dropped.
 #[derive(Debug)]
 pub struct Limiter {
     memory_limit: usize,
     /// Whether a growth was refused.
     pub refused: bool,
+    /// The container's usage, which this instance's memories and tables count in.
+    usage: Arc<Usage>,
+    /// Bytes this instance holds (and counts in `usage`).
+    held: u64,
 }
 
+/// Bytes per table element: tables hold pointers (function references, externrefs).
+const TABLE_ELEMENT_BYTES: u64 = size_of::<usize>() as u64;
+
 impl Limiter {
-    /// A limiter allowing `memory_limit` bytes of linear memory per memory.
-    pub fn new(memory_limit: usize) -> Limiter {
+    /// A limiter allowing `memory_limit` bytes of linear memory per memory, counting what it
+    /// allows in `usage`.
+    pub fn new(memory_limit: usize, usage: Arc<Usage>) -> Limiter {
         Limiter {
             memory_limit,
             refused: false,
+            usage,
+            held: 0,
         }
+    }
+
+    /// Counts a growth from `current` to `desired` units of `unit_bytes`.
+    ///
+    /// An allowed growth that then fails anyway (beyond the maximum the guest declared) stays
+    /// counted until the store is dropped: wasmtime also reports some failures without asking
+    /// first, so a failure cannot be matched to the growth it undoes.
+    fn take(&mut self, current: usize, desired: usize, unit_bytes: u64) {
+        let units = u64::try_from(desired.saturating_sub(current)).unwrap_or(u64::MAX);
+        let bytes = units.saturating_mul(unit_bytes);
+        self.held = self.held.saturating_add(bytes);
+        self.usage.add_memory(bytes);
+    }
+}
+
+impl Drop for Limiter {
+    fn drop(&mut self) {
+        // The store that owns this limiter is going away, and its instances' memories and
+        // tables with it.
+        self.usage.release_memory(self.held);
     }
 }
 
 impl wasmtime::ResourceLimiter for Limiter {
+    // Also called when an instance creates its memories and tables (from a size of zero), so
+    // initial sizes are counted as well as growth.
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         let allowed = desired <= self.memory_limit;
         self.refused |= !allowed;
+        if allowed {
+            self.take(current, desired, 1);
+        }
         Ok(allowed)
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= 1_000_000)
+        let allowed = desired <= 1_000_000;
+        if allowed {
+            self.take(current, desired, TABLE_ELEMENT_BYTES);
+        }
+        Ok(allowed)
     }
 }
 
@@ -174,8 +217,12 @@ pub fn memory_limit(config: &ContainerConfig) -> usize {
         .min(DEFAULT_MEMORY_LIMIT)
 }
 
-/// A component guest's state.
-pub fn component_host(config: &ContainerConfig, log: &Arc<LogFile>) -> Result<Host, String> {
+/// A component guest's state, counting its memory in `usage`.
+pub fn component_host(
+    config: &ContainerConfig,
+    log: &Arc<LogFile>,
+    usage: Arc<Usage>,
+) -> Result<Host, String> {
     let mut builder = wasi_builder(config, &config.image, log)?;
     // Network access for components goes through wasi:http, governed by the pod's policy.
     builder.allow_tcp(false).allow_udp(false);
@@ -186,16 +233,20 @@ pub fn component_host(config: &ContainerConfig, log: &Arc<LogFile>) -> Result<Ho
         hooks: OutgoingHttp {
             allowed: config.allow_outgoing_http,
         },
-        limiter: Limiter::new(memory_limit(config)),
+        limiter: Limiter::new(memory_limit(config), usage),
     })
 }
 
-/// A core-module guest's state.
-pub fn module_host(config: &ContainerConfig, log: &Arc<LogFile>) -> Result<ModuleHost, String> {
+/// A core-module guest's state, counting its memory in `usage`.
+pub fn module_host(
+    config: &ContainerConfig,
+    log: &Arc<LogFile>,
+    usage: Arc<Usage>,
+) -> Result<ModuleHost, String> {
     let mut builder = wasi_builder(config, &config.image, log)?;
     Ok(ModuleHost {
         wasi: builder.build_p1(),
-        limiter: Limiter::new(memory_limit(config)),
+        limiter: Limiter::new(memory_limit(config), usage),
     })
 }
 

@@ -18,6 +18,7 @@ use wharf_runtime::logs::{LogFile, Stream};
 use wharf_runtime::{Body, ContainerConfig, HttpHandler};
 
 use crate::host::{self, Host};
+use crate::usage::{CpuTimed, Usage};
 
 /// Serves one running HTTP container.
 pub struct ProxyHandler {
@@ -28,22 +29,31 @@ pub struct ProxyHandler {
     pub requests: AtomicU64,
     /// Requests that ended in a guest failure.
     pub failures: AtomicU64,
+    /// The container's CPU time and memory, which every request's instance counts in.
+    usage: Arc<Usage>,
 }
 
 impl ProxyHandler {
-    /// A handler for a prepared component and its container's config.
-    pub fn new(pre: ProxyPre<Host>, config: ContainerConfig, log: Arc<LogFile>) -> ProxyHandler {
+    /// A handler for a prepared component and its container's config, counting the CPU time
+    /// and memory of its requests in `usage`.
+    pub fn new(
+        pre: ProxyPre<Host>,
+        config: ContainerConfig,
+        log: Arc<LogFile>,
+        usage: Arc<Usage>,
+    ) -> ProxyHandler {
         ProxyHandler {
             pre,
             config,
             log,
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            usage,
         }
     }
 
     async fn serve(&self, request: http::Request<Body>) -> Result<http::Response<Body>, String> {
-        let host = host::component_host(&self.config, &self.log)?;
+        let host = host::component_host(&self.config, &self.log, self.usage.clone())?;
         let mut store = Store::new(self.pre.engine(), host);
         store.limiter(|h| &mut h.limiter);
         let deadline = Instant::now() + self.config.request_timeout;
@@ -71,8 +81,9 @@ impl ProxyHandler {
         };
         let pre = self.pre.clone();
         // The guest runs in its own task, so it may keep streaming the body after the
-        // response head has been handed back.
-        let task = tokio::spawn(async move {
+        // response head has been handed back. Its polls (instantiation and handling) are
+        // charged to the container's CPU time.
+        let guest = async move {
             let proxy = pre.instantiate_async(&mut store).await?;
             let result = proxy
                 .wasi_http_incoming_handler()
@@ -85,7 +96,8 @@ impl ProxyHandler {
                     e
                 }
             })
-        });
+        };
+        let task = tokio::spawn(CpuTimed::new(guest, self.usage.clone()));
         match receiver.await {
             Ok(Ok(response)) => Ok(response.map(|body| {
                 body.map_err(|e| std::io::Error::other(format!("{e:?}")))

@@ -13,6 +13,10 @@
 //! async executor on every tick, and requests have a deadline. Memory is limited per instance
 //! by `resources.limits.memory` (and the pool's slot size).
 //!
+//! [`Runtime::stats`] comes from host-side accounting per container ([`usage`]): the CPU time
+//! of the executor threads while they poll the container's guests, and the linear memories and
+//! tables of its live instances.
+//!
 //! [`Runtime::exec`] is not supported and fails with [`RuntimeError::Unsupported`]: a Wasm
 //! workload is one guest, not a file system of programs, so there is no second command to
 //! run beside it (no shell, no `cat`), and an HTTP component has no lasting instance to run
@@ -22,6 +26,7 @@
 pub mod artifact;
 mod host;
 pub mod http;
+pub mod usage;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -36,12 +41,13 @@ use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wharf_runtime::logs::LogFile;
 use wharf_runtime::{
-    ContainerConfig, ContainerState, ExecOutput, ExecRequest, Exit, HttpHandler, Lifecycle,
-    Runtime, RuntimeError, Signal,
+    ContainerConfig, ContainerState, ContainerStats, ExecOutput, ExecRequest, Exit, HttpHandler,
+    Lifecycle, Runtime, RuntimeError, Signal,
 };
 
 use crate::artifact::{CompileCache, Compiled, ImageSource};
 use crate::host::{Host, ModuleHost};
+use crate::usage::{CpuTimed, Usage};
 
 /// How often the engine's epoch advances: the scheduling quantum of guests.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -76,6 +82,8 @@ struct Container {
     stop: Arc<Notify>,
     stop_code: Arc<Mutex<Option<i32>>>,
     handler: Option<Arc<http::ProxyHandler>>,
+    /// CPU time and memory of the container's instances (all of them, over its life).
+    usage: Arc<Usage>,
 }
 
 /// The wasmtime runtime of a node.
@@ -344,6 +352,7 @@ impl Runtime for WasmtimeRuntime {
                 stop: Arc::new(Notify::new()),
                 stop_code: Arc::new(Mutex::new(None)),
                 handler: None,
+                usage: Arc::new(Usage::default()),
             },
         );
         Ok(())
@@ -366,11 +375,13 @@ impl Runtime for WasmtimeRuntime {
                         pre,
                         container.config.clone(),
                         log,
+                        container.usage.clone(),
                     )));
                 }
                 Prepared::Command(pre) => {
-                    let host = host::component_host(&container.config, &log)
-                        .map_err(RuntimeError::StartFailed)?;
+                    let host =
+                        host::component_host(&container.config, &log, container.usage.clone())
+                            .map_err(RuntimeError::StartFailed)?;
                     let run = async move {
                         let mut store = command_store(pre.engine(), host);
                         let command = pre.instantiate_async(&mut store).await?;
@@ -381,7 +392,7 @@ impl Runtime for WasmtimeRuntime {
                     spawn_command(container, run);
                 }
                 Prepared::Module(pre) => {
-                    let host = host::module_host(&container.config, &log)
+                    let host = host::module_host(&container.config, &log, container.usage.clone())
                         .map_err(RuntimeError::StartFailed)?;
                     let run = async move {
                         let mut store = command_store(pre.module().engine(), host);
@@ -457,6 +468,13 @@ impl Runtime for WasmtimeRuntime {
         ))
     }
 
+    /// The CPU time spent running the container's guests and the memory its live instances
+    /// hold (see [`usage`]). An HTTP container holds no memory between requests; an exited one
+    /// keeps its CPU time and holds nothing.
+    async fn stats(&self, id: &str) -> Result<ContainerStats, RuntimeError> {
+        self.with_container(id, |container| Ok(container.usage.stats()))
+    }
+
     fn state(&self, id: &str) -> Option<ContainerState> {
         let containers = self.containers.lock().unwrap_or_else(|e| e.into_inner());
         containers.get(id).map(|c| c.life.borrow().state().clone())
@@ -521,6 +539,8 @@ where
     let stop_code = container.stop_code.clone();
     let life = container.life.clone();
     let id = container.config.id.clone();
+    // Only the guest's polls are charged to the container, not the waiting for a stop.
+    let run = CpuTimed::new(run, container.usage.clone());
     tokio::spawn(async move {
         let finished = tokio::select! {
             outcome = run => match outcome {

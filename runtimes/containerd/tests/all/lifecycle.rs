@@ -204,3 +204,47 @@ async fn a_container_that_cannot_start_ends_with_start_error() {
     assert_eq!(node.ctr(&["tasks", "ls", "-q"]), Vec::<String>::new());
     assert_eq!(node.ctr(&["containers", "ls", "-q"]), Vec::<String>::new());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_come_from_the_containers_cgroup_and_are_zero_once_it_is_gone() {
+    use wharf_runtime::ContainerStats;
+    use wharf_runtime::conformance::stats_until;
+    let node = Node::start().await;
+    node.import_fixtures().await;
+    let logs = node.dir.path().join("logs");
+    let runtime = &node.runtime;
+    runtime.prepare(FOREVER).await.unwrap();
+    let mut busy = config("stats-memory", FOREVER, &logs);
+    busy.env = vec![
+        ("ALLOCATE_MIB".into(), "32".into()),
+        ("BURN_CPU".into(), "1".into()),
+    ];
+    runtime.create(busy).await.unwrap();
+    assert_eq!(
+        runtime.stats("stats-memory").await.unwrap(),
+        ContainerStats::default(),
+        "a created container has no cgroup yet"
+    );
+    runtime.start("stats-memory").await.unwrap();
+    // The working set includes the 32 MiB the program touched.
+    let limit = Duration::from_secs(20);
+    let running = stats_until(runtime, "stats-memory", limit, |s| {
+        s.memory_bytes >= 32 << 20
+    })
+    .await;
+    assert!(
+        running.memory_bytes < 256 << 20,
+        "the working set of a 32 MiB program: {running:?}"
+    );
+    stats_until(runtime, "stats-memory", limit, |s| {
+        s.cpu_usage_ns >= running.cpu_usage_ns + 200_000_000
+    })
+    .await;
+    runtime.kill("stats-memory", Signal::Kill).await.unwrap();
+    runtime.wait("stats-memory").await.unwrap();
+    stats_until(runtime, "stats-memory", limit, |s| {
+        *s == ContainerStats::default()
+    })
+    .await;
+    runtime.delete("stats-memory").await.unwrap();
+}

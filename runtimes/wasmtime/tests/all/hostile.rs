@@ -76,6 +76,39 @@ async fn a_memory_bomb_is_stopped_at_its_limit_as_oom_killed() {
         (137, "OOMKilled"),
         "{exit:?}"
     );
+    let stats = runtime.stats("bomb").await.unwrap();
+    assert_eq!(stats.memory_bytes, 0, "the bomb's memory was given back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_memory_of_a_guest_counts_its_initial_pages_and_growth_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime(dir.path(), &dir.path().join("cache"));
+    // One page, grown by 16 pages (1 MiB), then spinning.
+    let grower = wat_image(
+        dir.path(),
+        "grower",
+        r#"(module (memory 1)
+             (func (export "_start")
+               (drop (memory.grow (i32.const 16)))
+               (loop (br 0))))"#,
+    );
+    runtime.prepare(&grower).await.unwrap();
+    runtime
+        .create(config("grower", &grower, dir.path()))
+        .await
+        .unwrap();
+    runtime.start("grower").await.unwrap();
+    let limit = Duration::from_secs(10);
+    let stats = wharf_runtime::conformance::stats_until(&runtime, "grower", limit, |s| {
+        s.memory_bytes >= 17 * 65536
+    })
+    .await;
+    assert_eq!(stats.memory_bytes, 17 * 65536, "{stats:?}");
+    runtime.kill("grower", Signal::Kill).await.unwrap();
+    runtime.wait("grower").await.unwrap();
+    wharf_runtime::conformance::stats_until(&runtime, "grower", limit, |s| s.memory_bytes == 0)
+        .await;
 }
 
 #[tokio::test]

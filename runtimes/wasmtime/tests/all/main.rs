@@ -46,8 +46,8 @@ pub fn wat_image(images: &Path, name: &str, wat: &str) -> String {
     format!("{name}:latest")
 }
 
-/// A WASI command that never ends.
-pub const FOREVER: &str = r#"(module (func (export "_start") (loop (br 0))))"#;
+/// A WASI command that never ends, burning CPU, with one page of memory.
+pub const FOREVER: &str = r#"(module (memory 1) (func (export "_start") (loop (br 0))))"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_wasmtime_runtime_passes_the_conformance_suite_with_a_component() {
