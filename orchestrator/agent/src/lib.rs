@@ -5,12 +5,15 @@
 //! stops pods with their grace period, captures logs and serves them ([`logs`]). The runtimes
 //! only execute; probes, restarts, secrets and config are decided here, once, for both.
 
+pub mod events;
 pub mod images;
 pub mod logs;
 pub mod network;
 pub mod probe;
 pub mod spec;
+pub mod stats;
 pub mod status;
+pub mod volumes;
 pub mod worker;
 
 use std::collections::HashMap;
@@ -151,6 +154,21 @@ impl Agent {
             .unwrap_or_else(|e| e.into_inner())
             .remove(uid);
         self.remove_handlers(uid);
+    }
+
+    /// The runtimes of this node (Wasm first, then containers if there are any).
+    pub fn runtimes(&self) -> Vec<Arc<dyn Runtime>> {
+        let mut runtimes = vec![self.wasm.clone()];
+        runtimes.extend(self.containers.as_ref().map(|c| c.runtime.clone()));
+        runtimes
+    }
+
+    /// The pods this agent runs: uid → (namespace, name).
+    pub fn pod_names(&self) -> HashMap<String, (String, String)> {
+        let pods = self.pods.lock().unwrap_or_else(|e| e.into_inner());
+        pods.iter()
+            .map(|(uid, p)| (uid.clone(), (p.namespace.clone(), p.name.clone())))
+            .collect()
     }
 
     /// The directory of a pod running here, by namespace and name.
@@ -613,6 +631,7 @@ impl Agent {
                 self.offer_pod(pod);
             }
             self.remove_stale_networks().await;
+            volumes::remove_stale(&self);
             let mut watch = match self.api.watch(pods, None, Some(&mine), page.revision).await {
                 Ok(watch) => watch,
                 Err(error) => {

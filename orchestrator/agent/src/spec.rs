@@ -1,14 +1,14 @@
 //! From a pod spec to what a runtime needs: environment (with `valueFrom` and `envFrom`
-//! resolved against ConfigMaps and Secrets), volumes materialized as directories, limits, and
+//! resolved against ConfigMaps and Secrets), volume mounts (set up by [`crate::volumes`]), limits, and
 //! the runtime to use. The same for both runtimes.
-
-use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use serde_json::Value;
 use wharf_apiserver::client::ClusterApi;
 use wharf_apiserver::resources;
 use wharf_runtime::{Limits, Mount, RunAs};
+
+use crate::volumes::{MountError, PodVolumes};
 
 /// A problem with the pod's configuration: the container waits with reason
 /// `CreateContainerConfigError` and this message, as in Kubernetes.
@@ -258,9 +258,14 @@ pub async fn environment(
             let source = reference["name"].as_str().unwrap_or("");
             let key = reference["key"].as_str().unwrap_or("");
             let optional = reference["optional"] == true;
-            let found = source_data(api, kind, namespace, source)
-                .await?
-                .and_then(|pairs| pairs.into_iter().find(|(k, _)| k == key).map(|(_, v)| v));
+            // Kubernetes tells a missing object (`secret "NAME" not found`) from a missing key.
+            let Some(pairs) = source_data(api, kind, namespace, source).await? else {
+                if optional {
+                    continue;
+                }
+                return Err(format!("{} {source:?} not found", kind.to_lowercase()));
+            };
+            let found = pairs.into_iter().find(|(k, _)| k == key).map(|(_, v)| v);
             match found {
                 Some(value) => value,
                 None if optional => continue,
@@ -302,16 +307,16 @@ fn expand(value: &str, env: &[(String, String)]) -> String {
     out
 }
 
-/// Writes the pod's ConfigMap, Secret and emptyDir volumes under `pod_dir/volumes/NAME` and
-/// returns the mounts of `container`.
+/// Sets up the pod's volumes that `container` mounts (see [`crate::volumes`]: Secrets on a
+/// tmpfs, updates written atomically) and returns its mounts. ConfigMap and Secret volumes are
+/// read-only, as in Kubernetes.
 pub async fn mounts(
+    volumes: &PodVolumes,
     api: &dyn ClusterApi,
     pod: &Value,
     container: &Value,
-    pod_dir: &Path,
-) -> Result<Vec<Mount>, ConfigError> {
-    let namespace = pod["metadata"]["namespace"].as_str().unwrap_or("default");
-    let volumes = pod["spec"]["volumes"]
+) -> Result<Vec<Mount>, MountError> {
+    let declared = pod["spec"]["volumes"]
         .as_array()
         .cloned()
         .unwrap_or_default();
@@ -323,78 +328,22 @@ pub async fn mounts(
     {
         let name = mount["name"].as_str().unwrap_or("");
         let path = mount["mountPath"].as_str().unwrap_or("").to_owned();
-        let volume = volumes
+        let volume = declared
             .iter()
             .find(|v| v["name"] == name)
-            .ok_or_else(|| format!("volume {name:?} is not defined in the pod"))?;
-        let dir = pod_dir.join("volumes").join(name);
-        let read_only;
-        if let Some((kind, field)) = [("ConfigMap", "configMap"), ("Secret", "secret")]
-            .into_iter()
-            .find(|(_, field)| volume[*field].is_object())
-        {
-            let source = &volume[field];
-            let source_name = source["name"]
-                .as_str()
-                .or_else(|| source["secretName"].as_str())
-                .unwrap_or("");
-            let pairs = match source_data(api, kind, namespace, source_name).await? {
-                Some(pairs) => pairs,
-                None if source["optional"] == true => Vec::new(),
-                None => {
-                    return Err(format!("{} {source_name:?} not found", kind.to_lowercase()));
-                }
-            };
-            write_files(&dir, &pairs, source["items"].as_array())
-                .map_err(|e| format!("cannot write volume {name:?}: {e}"))?;
-            read_only = true;
-        } else if volume["emptyDir"].is_object() {
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| format!("cannot create volume {name:?}: {e}"))?;
-            read_only = mount["readOnly"] == true;
-        } else {
-            return Err(format!(
-                "volume {name:?}: only configMap, secret and emptyDir volumes are supported"
-            ));
-        }
+            .ok_or_else(|| MountError {
+                volume: name.to_owned(),
+                message: "the volume is not defined in the pod".into(),
+            })?;
+        let host_path = volumes.set_up(api, volume).await?;
+        let read_only = volume["emptyDir"].is_null() || mount["readOnly"] == true;
         mounts.push(Mount {
-            host_path: dir,
+            host_path,
             container_path: path,
             read_only,
         });
     }
     Ok(mounts)
-}
-
-/// Writes key files (all keys, or the `items` mapping) into `dir`, replacing what was there.
-fn write_files(
-    dir: &Path,
-    pairs: &[(String, String)],
-    items: Option<&Vec<Value>>,
-) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let files: Vec<(PathBuf, &str)> = match items {
-        Some(items) => items
-            .iter()
-            .filter_map(|item| {
-                let key = item["key"].as_str()?;
-                let path = item["path"].as_str()?;
-                let (_, value) = pairs.iter().find(|(k, _)| k == key)?;
-                Some((dir.join(path), value.as_str()))
-            })
-            .collect(),
-        None => pairs
-            .iter()
-            .map(|(k, v)| (dir.join(k), v.as_str()))
-            .collect(),
-    };
-    for (path, value) in files {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        std::fs::write(path, value)?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -9,7 +9,14 @@
 //!
 //! While a container runs, its probes (see [`crate::probe`]) run beside it in the same task:
 //! readiness changes are reported on its view, and a failed liveness or startup probe kills it,
-//! after which it restarts like any container that exited.
+//! after which it restarts like any container that exited. Each failed probe attempt is an
+//! `Unhealthy` Event, and a kill a `Killing` one (see [`crate::events`]).
+//!
+//! Volumes (see [`crate::volumes`]) are set up before a container is created; a volume that
+//! cannot be (its Secret is missing, say) keeps the container `ContainerCreating` with a
+//! `FailedMount` Event, and is retried every [`CONFIG_RETRY`]. While the pod runs, its
+//! ConfigMap and Secret volumes are refreshed every [`volumes::REFRESH_INTERVAL`]; environment
+//! variables are not (as in Kubernetes).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,10 +33,16 @@ use wharf_runtime::{
 };
 
 use crate::Agent;
+use crate::events::{self, EventRecorder};
 use crate::network::{NetworkError, PodNetwork};
 use crate::probe::{Action, Outcome, Probes};
 use crate::spec;
 use crate::status::{self, ContainerView, Phase};
+use crate::volumes::{self, MountError, PodVolumes};
+
+/// How soon a container whose configuration or volumes could not be resolved (a missing
+/// Secret, say) tries again: soon, so it starts right after the object appears.
+pub const CONFIG_RETRY: Duration = Duration::from_secs(2);
 
 /// The latest pod object, or `None` once it is gone from the API.
 pub type PodUpdates = watch::Receiver<Option<Value>>;
@@ -53,6 +66,10 @@ struct PodContext {
     /// Whether a container of the pod runs on the container runtime (so its readiness is
     /// reported on the pod).
     on_container_runtime: std::sync::atomic::AtomicBool,
+    /// The pod's volumes under `dir/volumes`.
+    volumes: PodVolumes,
+    /// Events about the pod, aggregated.
+    events: EventRecorder,
 }
 
 /// Runs a pod until it is deleted.
@@ -71,12 +88,21 @@ pub async fn run_pod(agent: Arc<Agent>, mut updates: PodUpdates) {
         text("/metadata/namespace"),
         text("/metadata/name"),
     );
+    let dir = agent
+        .config
+        .data_dir
+        .join("pods")
+        .join(format!("{namespace}_{name}_{uid}"));
     let context = Arc::new(PodContext {
-        dir: agent
-            .config
-            .data_dir
-            .join("pods")
-            .join(format!("{namespace}_{name}_{uid}")),
+        volumes: PodVolumes::new(&dir, &namespace),
+        events: EventRecorder::new(
+            agent.api.clone(),
+            &agent.config.node_name,
+            &namespace,
+            &name,
+            &uid,
+        ),
+        dir,
         restart_policy: pod["spec"]["restartPolicy"]
             .as_str()
             .unwrap_or("Always")
@@ -134,8 +160,15 @@ pub async fn run_pod(agent: Arc<Agent>, mut updates: PodUpdates) {
     let mut current_status = pod["status"].clone();
     let mut stopping = false;
     let mut runtime_problem = agent.container_runtime_problem();
+    let mut volume_refresh = tokio::time::interval(volumes::REFRESH_INTERVAL);
+    volume_refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let refresh = tokio::select! {
+            // ConfigMap and Secret changes reach the files of the running pod.
+            _ = volume_refresh.tick(), if !stopping && context.volumes.any() => {
+                context.volumes.refresh(agent.api.as_ref()).await;
+                false
+            }
             Some((index, view)) = reports.recv() => {
                 views[index] = view;
                 // Take whatever else arrived too, then write once.
@@ -209,6 +242,8 @@ pub async fn run_pod(agent: Arc<Agent>, mut updates: PodUpdates) {
             },
         )
         .await;
+    // Unmount the tmpfs of secret volumes first: removal never descends into a mount.
+    context.volumes.remove();
     let _ = std::fs::remove_dir_all(&context.dir);
     agent.forget_pod(&uid);
     tracing::info!(pod = %context.name, namespace = %context.namespace, "pod stopped and removed");
@@ -358,10 +393,25 @@ async fn run_container(
         };
         let config = match container_config(&context, &pod, &container, &view, network).await {
             Ok(config) => config,
-            Err(message) => {
-                view.phase = waiting("CreateContainerConfigError", message);
+            Err(problem) => {
+                let field_path = events::container_field_path(&view.name);
+                match problem {
+                    // As the kubelet: the pod stays ContainerCreating, the Event says why.
+                    ConfigProblem::Mount(error) => {
+                        let message = error.event_message();
+                        context.events.warning("", "FailedMount", &message).await;
+                        view.phase = waiting("ContainerCreating", message);
+                    }
+                    ConfigProblem::Config(message) => {
+                        context
+                            .events
+                            .warning(&field_path, "Failed", &format!("Error: {message}"))
+                            .await;
+                        view.phase = waiting("CreateContainerConfigError", message);
+                    }
+                }
                 publish(&view).await;
-                if sleep_or_stop(status::BACKOFF_START, &mut stop).await {
+                if sleep_or_stop(CONFIG_RETRY, &mut stop).await {
                     return;
                 }
                 continue;
@@ -423,7 +473,7 @@ async fn run_container(
                         .build()
                         .unwrap_or_default(),
                 };
-                let probing = run_probes(probes, &target, view.clone(), |view| {
+                let probing = run_probes(probes, &target, &context.events, view.clone(), |view| {
                     let report = report.clone();
                     async move {
                         let _ = report.send((index, view)).await;
@@ -678,6 +728,7 @@ impl ProbeTarget<'_> {
 async fn run_probes<F, Fut>(
     mut probes: Probes,
     target: &ProbeTarget<'_>,
+    events: &EventRecorder,
     mut view: ContainerView,
     publish: F,
 ) -> (String, Option<Duration>)
@@ -710,7 +761,15 @@ where
         match &result {
             Err(why) => {
                 tracing::info!(container = %view.name, probe = kind.title(), %why, "probe failed");
-                failure = Some(format!("{} probe failed: {why}", kind.title()));
+                let message = format!("{} probe failed: {why}", kind.title());
+                events
+                    .warning(
+                        &events::container_field_path(&view.name),
+                        "Unhealthy",
+                        &message,
+                    )
+                    .await;
+                failure = Some(message);
                 failed_kind = Some(kind);
             }
             Ok(()) if failed_kind == Some(kind) => {
@@ -720,7 +779,20 @@ where
             Ok(()) => {}
         }
         match probes.record(kind, ran, result) {
-            Outcome::Kill { message, grace } => return (message, grace),
+            Outcome::Kill { message, grace } => {
+                let probe_name = kind.title().to_lowercase();
+                events
+                    .normal(
+                        &events::container_field_path(&view.name),
+                        "Killing",
+                        &format!(
+                            "Container {} failed {probe_name} probe, will be restarted",
+                            view.name
+                        ),
+                    )
+                    .await;
+                return (message, grace);
+            }
             Outcome::Ready(_) | Outcome::Unchanged => {
                 let now = (probes.started(), probes.ready(), failure);
                 if (view.started, view.ready, &view.probe_failure) != (now.0, now.1, &now.2) {
@@ -786,14 +858,33 @@ fn hosts_file(context: &PodContext, network: &PodNetwork) -> Result<Mount, Strin
     })
 }
 
+/// Why a container cannot be created yet.
+enum ConfigProblem {
+    /// Its configuration (env, probes): `CreateContainerConfigError`.
+    Config(String),
+    /// One of its volumes: `ContainerCreating` and a `FailedMount` Event.
+    Mount(MountError),
+}
+
+impl From<String> for ConfigProblem {
+    fn from(message: String) -> Self {
+        ConfigProblem::Config(message)
+    }
+}
+
 async fn container_config(
     context: &PodContext,
     pod: &Value,
     container: &Value,
     view: &ContainerView,
     network: Option<PodNetwork>,
-) -> Result<ContainerConfig, String> {
+) -> Result<ContainerConfig, ConfigProblem> {
     let agent = &context.agent;
+    // Volumes first, as the kubelet does: a pod whose volumes cannot be set up stays
+    // ContainerCreating even if its environment is broken too.
+    let mut mounts = spec::mounts(&context.volumes, agent.api.as_ref(), pod, container)
+        .await
+        .map_err(ConfigProblem::Mount)?;
     // Kubernetes gives every container HOSTNAME (the pod name) before its own variables.
     let mut env = vec![("HOSTNAME".to_owned(), context.name.clone())];
     let pod_ip = network
@@ -824,7 +915,6 @@ async fn container_config(
         );
     }
     env.extend(own);
-    let mut mounts = spec::mounts(agent.api.as_ref(), pod, container, &context.dir).await?;
     if let Some(network) = &network
         && !mounts.iter().any(|m| m.container_path == "/etc/hosts")
     {

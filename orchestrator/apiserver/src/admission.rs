@@ -61,6 +61,38 @@ pub fn apply_defaults(resource: &Resource, object: &mut Value) {
                 }
             }
         }
+        "HorizontalPodAutoscaler" => {
+            let spec = ensure_object(object, "spec");
+            default_field(spec, "minReplicas", json!(1));
+            if spec["metrics"].as_array().is_none_or(Vec::is_empty) {
+                spec["metrics"] = json!([{"type": "Resource", "resource": {
+                    "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80},
+                }}]);
+            }
+            // As in Kubernetes, a behavior that is given gets both directions filled in; the
+            // scale-down window is left to the controller.
+            if spec.get("behavior").is_some_and(Value::is_object) {
+                let behavior = &mut spec["behavior"];
+                let up = ensure_object(behavior, "scaleUp");
+                default_field(up, "stabilizationWindowSeconds", json!(0));
+                default_field(up, "selectPolicy", json!("Max"));
+                default_field(
+                    up,
+                    "policies",
+                    json!([
+                        {"type": "Pods", "value": 4, "periodSeconds": 15},
+                        {"type": "Percent", "value": 100, "periodSeconds": 15},
+                    ]),
+                );
+                let down = ensure_object(behavior, "scaleDown");
+                default_field(down, "selectPolicy", json!("Max"));
+                default_field(
+                    down,
+                    "policies",
+                    json!([{"type": "Percent", "value": 100, "periodSeconds": 15}]),
+                );
+            }
+        }
         "Secret" => default_field(object, "type", json!("Opaque")),
         "Namespace" => {
             let spec = ensure_object(object, "spec");
@@ -146,6 +178,7 @@ pub fn validate(resource: &Resource, object: &Value) -> Vec<Cause> {
         "Deployment" | "ReplicaSet" => validate_workload(object, true, &mut causes),
         "Job" => validate_job(object, &mut causes),
         "Service" => validate_service(object, &mut causes),
+        "HorizontalPodAutoscaler" => validate_horizontal_pod_autoscaler(object, &mut causes),
         "ConfigMap" | "Secret" => {
             for field in ["data", "binaryData", "stringData"] {
                 if let Some(map) = object.get(field).and_then(Value::as_object) {
@@ -397,6 +430,304 @@ fn validate_service(object: &Value, causes: &mut Vec<Cause>) {
     }
 }
 
+/// Kubernetes' HPA validation (autoscaling/v2), except that `minReplicas: 0` is allowed: Wharf
+/// scales idle workloads to zero (Kubernetes allows it only behind the `HPAScaleToZero`
+/// feature gate).
+fn validate_horizontal_pod_autoscaler(object: &Value, causes: &mut Vec<Cause>) {
+    let spec = &object["spec"];
+    for member in ["kind", "name"] {
+        if spec["scaleTargetRef"][member]
+            .as_str()
+            .unwrap_or("")
+            .is_empty()
+        {
+            causes.push(Cause::required(
+                &format!("spec.scaleTargetRef.{member}"),
+                "",
+            ));
+        }
+    }
+    let min = spec["minReplicas"].as_i64();
+    if let Some(min) = min
+        && min < 0
+    {
+        causes.push(Cause::invalid(
+            "spec.minReplicas",
+            &min.to_string(),
+            "must be greater than or equal to 0",
+        ));
+    }
+    match spec["maxReplicas"].as_i64() {
+        None => causes.push(Cause::required("spec.maxReplicas", "")),
+        Some(max) if max < 1 => causes.push(Cause::invalid(
+            "spec.maxReplicas",
+            &max.to_string(),
+            "must be greater than 0",
+        )),
+        Some(max) if min.unwrap_or(1) > max => causes.push(Cause::invalid(
+            "spec.maxReplicas",
+            &max.to_string(),
+            "must be greater than or equal to `minReplicas`",
+        )),
+        Some(_) => {}
+    }
+    let metrics = spec["metrics"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    for (i, metric) in metrics.iter().enumerate() {
+        validate_metric_spec(metric, &format!("spec.metrics[{i}]"), causes);
+    }
+    for direction in ["scaleUp", "scaleDown"] {
+        let rules = &spec["behavior"][direction];
+        if rules.is_object() {
+            validate_scaling_rules(rules, &format!("spec.behavior.{direction}"), causes);
+        }
+    }
+}
+
+/// One entry of an HPA's `spec.metrics`: the member its type names, and only that one.
+fn validate_metric_spec(metric: &Value, at: &str, causes: &mut Vec<Cause>) {
+    const SOURCES: [(&str, &str); 5] = [
+        ("Object", "object"),
+        ("Pods", "pods"),
+        ("Resource", "resource"),
+        ("ContainerResource", "containerResource"),
+        ("External", "external"),
+    ];
+    let kind = metric["type"].as_str().unwrap_or("");
+    let populated: Vec<&str> = SOURCES
+        .iter()
+        .map(|(_, member)| *member)
+        .filter(|member| metric[*member].is_object())
+        .collect();
+    let Some((_, member)) = SOURCES.iter().find(|(name, _)| *name == kind) else {
+        if kind.is_empty() {
+            causes.push(Cause::required(
+                &format!("{at}.type"),
+                "must specify a metric source type",
+            ));
+        } else {
+            causes.push(Cause {
+                reason: "FieldValueNotSupported",
+                field: format!("{at}.type"),
+                message: format!(
+                    "Unsupported value: {kind:?}: supported values: \"ContainerResource\", \"External\", \"Object\", \"Pods\", \"Resource\""
+                ),
+            });
+        }
+        return;
+    };
+    if populated.iter().any(|m| m != member) {
+        causes.push(Cause {
+            reason: "FieldValueForbidden",
+            field: at.to_owned(),
+            message: "Forbidden: must populate the given metric source only".into(),
+        });
+    }
+    let source = &metric[*member];
+    let at = format!("{at}.{member}");
+    if !source.is_object() {
+        causes.push(Cause::required(
+            &at,
+            "must populate information for the given metric source",
+        ));
+        return;
+    }
+    match *member {
+        "resource" | "containerResource" => {
+            if source["name"].as_str().unwrap_or("").is_empty() {
+                causes.push(Cause::required(
+                    &format!("{at}.name"),
+                    "must specify a resource name",
+                ));
+            }
+            if *member == "containerResource"
+                && source["container"].as_str().unwrap_or("").is_empty()
+            {
+                causes.push(Cause::required(
+                    &format!("{at}.container"),
+                    "must specify a container",
+                ));
+            }
+            let target = &source["target"];
+            validate_metric_target(target, &format!("{at}.target"), causes);
+            let utilization = target
+                .get("averageUtilization")
+                .is_some_and(|v| !v.is_null());
+            let average = target.get("averageValue").is_some_and(|v| !v.is_null());
+            if target.is_object() && utilization == average {
+                causes.push(if utilization {
+                    Cause {
+                        reason: "FieldValueForbidden",
+                        field: format!("{at}.target.averageValue"),
+                        message: "Forbidden: may not set both a target raw value and a target utilization".into(),
+                    }
+                } else {
+                    Cause::required(
+                        &format!("{at}.target.averageUtilization"),
+                        "must set either a target raw value or a target utilization",
+                    )
+                });
+            }
+        }
+        "pods" | "object" | "external" => {
+            if source["metric"]["name"].as_str().unwrap_or("").is_empty() {
+                causes.push(Cause::required(
+                    &format!("{at}.metric.name"),
+                    "must specify a metric name",
+                ));
+            }
+            let target = &source["target"];
+            validate_metric_target(target, &format!("{at}.target"), causes);
+            if *member == "pods" && target.is_object() && target["averageValue"].is_null() {
+                causes.push(Cause::required(
+                    &format!("{at}.target.averageValue"),
+                    "must specify a positive target averageValue",
+                ));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A `MetricTarget`: a type of Utilization, Value or AverageValue and positive values.
+fn validate_metric_target(target: &Value, at: &str, causes: &mut Vec<Cause>) {
+    if !target.is_object() {
+        causes.push(Cause::required(at, "must specify a metric target"));
+        return;
+    }
+    match target["type"].as_str().unwrap_or("") {
+        "" => causes.push(Cause::required(
+            &format!("{at}.type"),
+            "must specify a metric target type",
+        )),
+        "Utilization" | "Value" | "AverageValue" => {}
+        other => causes.push(Cause::invalid(
+            &format!("{at}.type"),
+            other,
+            "must be either Utilization, Value, or AverageValue",
+        )),
+    }
+    for member in ["value", "averageValue"] {
+        let quantity = &target[member];
+        if quantity.is_null() {
+            continue;
+        }
+        let text = quantity
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| quantity.to_string());
+        if !quantity_is_positive(&text) {
+            causes.push(Cause::invalid(
+                &format!("{at}.{member}"),
+                &text,
+                "must be positive",
+            ));
+        }
+    }
+    if let Some(utilization) = target["averageUtilization"].as_i64()
+        && utilization < 1
+    {
+        causes.push(Cause::invalid(
+            &format!("{at}.averageUtilization"),
+            &utilization.to_string(),
+            "must be greater than 0",
+        ));
+    }
+}
+
+/// Whether a quantity (`500m`, `1.5`, `128Mi`, `2e3`) is well-formed and above zero.
+fn quantity_is_positive(text: &str) -> bool {
+    let text = text.trim();
+    let number_end = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+'))
+        .unwrap_or(text.len());
+    let (number, suffix) = text.split_at(number_end);
+    let known_suffix = matches!(
+        suffix,
+        "" | "n"
+            | "u"
+            | "m"
+            | "k"
+            | "M"
+            | "G"
+            | "T"
+            | "P"
+            | "E"
+            | "Ki"
+            | "Mi"
+            | "Gi"
+            | "Ti"
+            | "Pi"
+            | "Ei"
+    ) || suffix
+        .strip_prefix(['e', 'E'])
+        .is_some_and(|e| e.parse::<i32>().is_ok());
+    known_suffix
+        && number
+            .trim_start_matches('+')
+            .parse::<f64>()
+            .is_ok_and(|n| n > 0.0)
+}
+
+/// An HPA's `behavior.scaleUp` or `behavior.scaleDown`.
+fn validate_scaling_rules(rules: &Value, at: &str, causes: &mut Vec<Cause>) {
+    if let Some(policy) = rules["selectPolicy"].as_str()
+        && !["Max", "Min", "Disabled"].contains(&policy)
+    {
+        causes.push(Cause {
+            reason: "FieldValueNotSupported",
+            field: format!("{at}.selectPolicy"),
+            message: format!(
+                "Unsupported value: {policy:?}: supported values: \"Disabled\", \"Max\", \"Min\""
+            ),
+        });
+    }
+    if let Some(window) = rules["stabilizationWindowSeconds"].as_i64()
+        && !(0..=3600).contains(&window)
+    {
+        causes.push(Cause::invalid(
+            &format!("{at}.stabilizationWindowSeconds"),
+            &window.to_string(),
+            "must be between 0 and 3600 seconds, inclusive",
+        ));
+    }
+    let policies = rules["policies"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    for (i, policy) in policies.iter().enumerate() {
+        let at = format!("{at}.policies[{i}]");
+        let kind = policy["type"].as_str().unwrap_or("");
+        if kind != "Pods" && kind != "Percent" {
+            causes.push(Cause {
+                reason: "FieldValueNotSupported",
+                field: format!("{at}.type"),
+                message: format!(
+                    "Unsupported value: {kind:?}: supported values: \"Percent\", \"Pods\""
+                ),
+            });
+        }
+        let value = policy["value"].as_i64().unwrap_or(0);
+        if value < 1 {
+            causes.push(Cause::invalid(
+                &format!("{at}.value"),
+                &value.to_string(),
+                "must be greater than zero",
+            ));
+        }
+        let period = policy["periodSeconds"].as_i64().unwrap_or(0);
+        if !(1..=1800).contains(&period) {
+            causes.push(Cause::invalid(
+                &format!("{at}.periodSeconds"),
+                &period.to_string(),
+                "must be greater than zero and less than or equal to 1800",
+            ));
+        }
+    }
+}
+
 /// ConfigMap and Secret keys: `[-._a-zA-Z0-9]+`, at most 253 characters, not `.` or `..`.
 fn config_key(key: &str) -> Result<(), String> {
     let valid = !key.is_empty()
@@ -485,6 +816,142 @@ mod tests {
         assert_eq!(
             fields,
             ["spec.containers[0].image", "spec.containers[1].name"]
+        );
+    }
+
+    fn horizontal_pod_autoscaler() -> Value {
+        json!({
+            "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                "minReplicas": 0,
+                "maxReplicas": 5,
+                "metrics": [
+                    {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}}},
+                    {"type": "Pods", "pods": {"metric": {"name": "http_requests_per_second"}, "target": {"type": "AverageValue", "averageValue": "10"}}},
+                ],
+                "behavior": {"scaleDown": {"stabilizationWindowSeconds": 60, "policies": [{"type": "Percent", "value": 50, "periodSeconds": 30}]}},
+            },
+        })
+    }
+
+    fn fields_of(causes: Vec<Cause>) -> Vec<String> {
+        causes.into_iter().map(|c| c.field).collect()
+    }
+
+    #[test]
+    fn autoscalers_with_min_replicas_zero_are_valid() {
+        let resource = find("autoscaling", "v2", "horizontalpodautoscalers").unwrap();
+        assert!(validate(resource, &horizontal_pod_autoscaler()).is_empty());
+    }
+
+    #[test]
+    fn autoscalers_get_kubernetes_defaults_and_keep_min_replicas_zero() {
+        let resource = find("autoscaling", "v2", "horizontalpodautoscalers").unwrap();
+        let mut object = json!({
+            "metadata": {"name": "web"},
+            "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "web"}, "maxReplicas": 3,
+                     "behavior": {"scaleDown": {"stabilizationWindowSeconds": 60}}},
+        });
+        apply_defaults(resource, &mut object);
+        let spec = &object["spec"];
+        assert_eq!(spec["minReplicas"], 1);
+        assert_eq!(
+            spec["metrics"][0]["resource"],
+            json!({"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}})
+        );
+        assert_eq!(spec["behavior"]["scaleUp"]["policies"][0]["type"], "Pods");
+        assert_eq!(
+            spec["behavior"]["scaleDown"]["stabilizationWindowSeconds"],
+            60
+        );
+        assert_eq!(spec["behavior"]["scaleDown"]["selectPolicy"], "Max");
+        assert!(validate(resource, &object).is_empty());
+        let mut zero = horizontal_pod_autoscaler();
+        zero.as_object_mut().unwrap()["spec"]
+            .as_object_mut()
+            .unwrap()
+            .remove("behavior");
+        apply_defaults(resource, &mut zero);
+        assert_eq!(zero["spec"]["minReplicas"], 0);
+        assert!(zero["spec"].get("behavior").is_none());
+    }
+
+    #[test]
+    fn autoscalers_need_a_target_and_max_replicas_at_least_min_replicas() {
+        let resource = find("autoscaling", "v2", "horizontalpodautoscalers").unwrap();
+        let mut object = horizontal_pod_autoscaler();
+        object["spec"]["scaleTargetRef"] = json!({"apiVersion": "apps/v1"});
+        object["spec"]["minReplicas"] = json!(6);
+        assert_eq!(
+            fields_of(validate(resource, &object)),
+            [
+                "spec.scaleTargetRef.kind",
+                "spec.scaleTargetRef.name",
+                "spec.maxReplicas"
+            ]
+        );
+        object["spec"]["maxReplicas"] = json!(0);
+        object["spec"]["minReplicas"] = json!(-1);
+        let causes = validate(resource, &object);
+        assert!(
+            causes
+                .iter()
+                .any(|c| c.field == "spec.maxReplicas" && c.message.contains("greater than 0")),
+            "{causes:?}"
+        );
+        assert!(
+            causes.iter().any(|c| c.field == "spec.minReplicas"),
+            "{causes:?}"
+        );
+    }
+
+    #[test]
+    fn autoscaler_metrics_need_the_member_their_type_names_and_a_valid_target() {
+        let resource = find("autoscaling", "v2", "horizontalpodautoscalers").unwrap();
+        let mut object = horizontal_pod_autoscaler();
+        object["spec"]["metrics"] = json!([
+            {"type": "Resource", "pods": {"metric": {"name": "x"}, "target": {"type": "AverageValue", "averageValue": "1"}}},
+            {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Percent", "averageUtilization": 0}}},
+            {"type": "Resource", "resource": {"name": "memory", "target": {"type": "AverageValue"}}},
+            {"type": "Pods", "pods": {"metric": {}, "target": {"type": "AverageValue", "averageValue": "-1"}}},
+            {"type": "Bogus"},
+            {},
+        ]);
+        assert_eq!(
+            fields_of(validate(resource, &object)),
+            [
+                "spec.metrics[0]",
+                "spec.metrics[0].resource",
+                "spec.metrics[1].resource.target.type",
+                "spec.metrics[1].resource.target.averageUtilization",
+                "spec.metrics[2].resource.target.averageUtilization",
+                "spec.metrics[3].pods.metric.name",
+                "spec.metrics[3].pods.target.averageValue",
+                "spec.metrics[4].type",
+                "spec.metrics[5].type",
+            ]
+        );
+    }
+
+    #[test]
+    fn autoscaler_behavior_policies_are_validated() {
+        let resource = find("autoscaling", "v2", "horizontalpodautoscalers").unwrap();
+        let mut object = horizontal_pod_autoscaler();
+        object["spec"]["behavior"] = json!({"scaleUp": {
+            "selectPolicy": "Sometimes", "stabilizationWindowSeconds": 4000,
+            "policies": [{"type": "Replicas", "value": 0, "periodSeconds": 0}],
+        }});
+        assert_eq!(
+            fields_of(validate(resource, &object)),
+            [
+                "spec.behavior.scaleUp.selectPolicy",
+                "spec.behavior.scaleUp.stabilizationWindowSeconds",
+                "spec.behavior.scaleUp.policies[0].type",
+                "spec.behavior.scaleUp.policies[0].value",
+                "spec.behavior.scaleUp.policies[0].periodSeconds",
+            ]
         );
     }
 

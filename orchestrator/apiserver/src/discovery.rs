@@ -74,7 +74,8 @@ pub fn api_groups(_request: &Request) -> Response {
             names.push(group);
         }
     }
-    let groups: Vec<Value> = names.into_iter().map(group_document).collect();
+    let mut groups: Vec<Value> = names.into_iter().map(group_document).collect();
+    groups.push(crate::nodemetrics::group_document());
     json_response(
         StatusCode::OK,
         &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}),

@@ -19,7 +19,7 @@ use wharf_apimachinery::{fields, labels};
 use crate::error::ApiError;
 use crate::registry::{DeleteOptions, ListOptions, Part, PatchType, WriteOptions};
 use crate::resources::{self, Resource};
-use crate::{ApiServer, discovery, table, watch};
+use crate::{ApiServer, discovery, nodemetrics, table, watch};
 
 /// The largest request body accepted (Kubernetes' own limit is 3 MiB).
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
@@ -159,6 +159,15 @@ async fn route(server: &ApiServer, request: Request) -> Routed {
         ["api"] => return Ok((discovery::api_versions(&request).into_response(), "get", "")),
         ["apis"] => return Ok((discovery::api_groups(&request).into_response(), "get", "")),
         ["api", "v1", rest @ ..] => ("", "v1", rest),
+        ["apis", nodemetrics::GROUP] => {
+            let mut document = nodemetrics::group_document();
+            document["kind"] = json!("APIGroup");
+            document["apiVersion"] = json!("v1");
+            return Ok((json_response(StatusCode::OK, &document), "get", ""));
+        }
+        ["apis", nodemetrics::GROUP, nodemetrics::VERSION, rest @ ..] => {
+            return resource_metrics(server, request, rest).await;
+        }
         ["apis", group] => {
             return discovery::api_group(group)
                 .map(|r| (r.into_response(), "get", ""))
@@ -186,6 +195,39 @@ async fn route(server: &ApiServer, request: Request) -> Routed {
         .await
         .map(|r| (r, verb, plural))
         .map_err(|e| (e, verb, plural))
+}
+
+/// `metrics.k8s.io/v1beta1`: usage measured by the agents (read only).
+async fn resource_metrics(server: &ApiServer, request: Request, rest: &[&str]) -> Routed {
+    if rest.is_empty() {
+        return Ok((nodemetrics::resource_list(), "get", ""));
+    }
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let query = query_of(&request);
+    let result = async {
+        let target = nodemetrics::target(rest)?;
+        if method != Method::GET {
+            return Err(ApiError::MethodNotSupported(format!(
+                "{method} is not supported on {path}: resource metrics are read only"
+            )));
+        }
+        let options = list_options(&query)?;
+        let summaries = server
+            .node_metrics
+            .collect(&server.registry, &server.http)
+            .await;
+        nodemetrics::serve(&server.registry, &summaries, target, &options).await
+    }
+    .await;
+    let verb = if rest.len().is_multiple_of(2) {
+        "get"
+    } else {
+        "list"
+    };
+    result
+        .map(|r| (r, verb, "metrics"))
+        .map_err(|e| (e, verb, "metrics"))
 }
 
 fn verb_of(method: &Method, target: &Target, query: &Query) -> &'static str {

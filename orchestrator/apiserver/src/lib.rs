@@ -15,6 +15,7 @@ pub mod error;
 pub mod http;
 pub mod meta;
 pub mod metrics;
+pub mod nodemetrics;
 pub mod openapi;
 pub mod podlogs;
 pub mod protobuf;
@@ -45,8 +46,10 @@ pub struct ApiServer {
     pub metrics: metrics::Metrics,
     /// Uploaded Wasm artifacts (`wharf push`), if this server keeps them.
     pub artifacts: Option<Arc<artifacts::ArtifactStore>>,
-    /// The client used to reach node agents (logs).
+    /// The client used to reach node agents (logs, resource metrics).
     pub http: reqwest::Client,
+    /// Resource metrics collected from the node agents (`metrics.k8s.io`, the HPA).
+    pub node_metrics: nodemetrics::Collector,
     ready: AtomicBool,
     stopping: tokio::sync::watch::Sender<bool>,
 }
@@ -67,6 +70,7 @@ impl ApiServer {
             metrics: metrics::Metrics::default(),
             artifacts,
             http: reqwest::Client::new(),
+            node_metrics: nodemetrics::Collector::default(),
             ready: AtomicBool::new(false),
             stopping: tokio::sync::watch::Sender::new(false),
         })

@@ -76,3 +76,21 @@ pub fn now() -> k8s_openapi::jiff::Timestamp {
 pub fn now_rfc3339() -> String {
     now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
+
+/// Reads an RFC 3339 time as Kubernetes writes it.
+pub fn parse_rfc3339(text: &str) -> Option<std::time::SystemTime> {
+    let timestamp: k8s_openapi::jiff::Timestamp = text.parse().ok()?;
+    let seconds = u64::try_from(timestamp.as_second()).ok()?;
+    Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds))
+}
+
+/// `time` as Kubernetes writes it (RFC 3339, seconds, UTC).
+pub fn rfc3339(time: std::time::SystemTime) -> String {
+    let seconds = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    k8s_openapi::jiff::Timestamp::from_second(seconds as i64)
+        .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}

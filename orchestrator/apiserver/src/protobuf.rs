@@ -10,7 +10,8 @@
 //! a small static schema (field number → JSON name and type), with the field numbers of the
 //! upstream `generated.proto` (checked against the prost types of the `k8s-pb` crate, 0.9).
 //! Only the kinds `kubectl create secret|configmap|namespace|serviceaccount|deployment|
-//! service|job` send are described, with the fields those commands and simple manifests use;
+//! service|job` and `kubectl autoscale` (autoscaling/v2 HorizontalPodAutoscaler) send are
+//! described, with the fields those commands and simple manifests use;
 //! any other kind is answered with 415 naming it (kubectl does not retry with JSON, so the user
 //! sees why). A field this module does not know is an error (400) rather than silently
 //! dropped: losing part of an object would be worse than asking the client to send JSON.
@@ -64,6 +65,8 @@ enum Ty {
     Time,
     /// `util.intstr.IntOrString` {1 type, 2 intVal, 3 strVal}.
     IntOrString,
+    /// `api.resource.Quantity` {1 string} → its string form.
+    Quantity,
     /// A field that is read and dropped: a `status`, which the server sets itself and which
     /// kubectl sends filled with zero values.
     Ignored,
@@ -359,6 +362,112 @@ const JOB: &[Field] = &[
     field(3, "status", Ty::Ignored),
 ];
 
+/// autoscaling/v2 CrossVersionObjectReference.
+const CROSS_VERSION_OBJECT_REFERENCE: &[Field] = &[
+    field(1, "kind", Ty::Str),
+    field(2, "name", Ty::Str),
+    field(3, "apiVersion", Ty::Str),
+];
+
+/// autoscaling/v2 MetricTarget.
+const METRIC_TARGET: &[Field] = &[
+    field(1, "type", Ty::Str),
+    pointer(2, "value", Ty::Quantity),
+    pointer(3, "averageValue", Ty::Quantity),
+    pointer(4, "averageUtilization", Ty::Int),
+];
+
+/// autoscaling/v2 MetricIdentifier.
+const METRIC_IDENTIFIER: &[Field] = &[
+    field(1, "name", Ty::Str),
+    field(2, "selector", Ty::Message(LABEL_SELECTOR)),
+];
+
+/// autoscaling/v2 ResourceMetricSource.
+const RESOURCE_METRIC_SOURCE: &[Field] = &[
+    field(1, "name", Ty::Str),
+    field(2, "target", Ty::Message(METRIC_TARGET)),
+];
+
+/// autoscaling/v2 ContainerResourceMetricSource.
+const CONTAINER_RESOURCE_METRIC_SOURCE: &[Field] = &[
+    field(1, "name", Ty::Str),
+    field(2, "target", Ty::Message(METRIC_TARGET)),
+    field(3, "container", Ty::Str),
+];
+
+/// autoscaling/v2 PodsMetricSource and ExternalMetricSource (same shape).
+const PODS_METRIC_SOURCE: &[Field] = &[
+    field(1, "metric", Ty::Message(METRIC_IDENTIFIER)),
+    field(2, "target", Ty::Message(METRIC_TARGET)),
+];
+
+/// autoscaling/v2 ObjectMetricSource.
+const OBJECT_METRIC_SOURCE: &[Field] = &[
+    field(
+        1,
+        "describedObject",
+        Ty::Message(CROSS_VERSION_OBJECT_REFERENCE),
+    ),
+    field(2, "target", Ty::Message(METRIC_TARGET)),
+    field(3, "metric", Ty::Message(METRIC_IDENTIFIER)),
+];
+
+/// autoscaling/v2 MetricSpec.
+const METRIC_SPEC: &[Field] = &[
+    field(1, "type", Ty::Str),
+    pointer(2, "object", Ty::Message(OBJECT_METRIC_SOURCE)),
+    pointer(3, "pods", Ty::Message(PODS_METRIC_SOURCE)),
+    pointer(4, "resource", Ty::Message(RESOURCE_METRIC_SOURCE)),
+    pointer(5, "external", Ty::Message(PODS_METRIC_SOURCE)),
+    pointer(
+        7,
+        "containerResource",
+        Ty::Message(CONTAINER_RESOURCE_METRIC_SOURCE),
+    ),
+];
+
+/// autoscaling/v2 HPAScalingPolicy.
+const HPA_SCALING_POLICY: &[Field] = &[
+    field(1, "type", Ty::Str),
+    field(2, "value", Ty::Int),
+    field(3, "periodSeconds", Ty::Int),
+];
+
+/// autoscaling/v2 HPAScalingRules.
+const HPA_SCALING_RULES: &[Field] = &[
+    pointer(3, "stabilizationWindowSeconds", Ty::Int),
+    pointer(1, "selectPolicy", Ty::Str),
+    repeated(2, "policies", Ty::Message(HPA_SCALING_POLICY)),
+    pointer(4, "tolerance", Ty::Quantity),
+];
+
+/// autoscaling/v2 HorizontalPodAutoscalerBehavior.
+const HPA_BEHAVIOR: &[Field] = &[
+    pointer(1, "scaleUp", Ty::Message(HPA_SCALING_RULES)),
+    pointer(2, "scaleDown", Ty::Message(HPA_SCALING_RULES)),
+];
+
+/// autoscaling/v2 HorizontalPodAutoscalerSpec.
+const HPA_SPEC: &[Field] = &[
+    field(
+        1,
+        "scaleTargetRef",
+        Ty::Message(CROSS_VERSION_OBJECT_REFERENCE),
+    ),
+    pointer(2, "minReplicas", Ty::Int),
+    field(3, "maxReplicas", Ty::Int),
+    repeated(4, "metrics", Ty::Message(METRIC_SPEC)),
+    pointer(5, "behavior", Ty::Message(HPA_BEHAVIOR)),
+];
+
+/// autoscaling/v2 HorizontalPodAutoscaler (what `kubectl autoscale` sends).
+const HORIZONTAL_POD_AUTOSCALER: &[Field] = &[
+    field(1, "metadata", Ty::Message(OBJECT_META)),
+    field(2, "spec", Ty::Message(HPA_SPEC)),
+    field(3, "status", Ty::Ignored),
+];
+
 /// The kinds decoded from protobuf, by apiVersion and kind.
 const KINDS: &[(&str, &str, &[Field])] = &[
     ("v1", "Secret", SECRET),
@@ -368,6 +477,11 @@ const KINDS: &[(&str, &str, &[Field])] = &[
     ("v1", "Service", SERVICE),
     ("apps/v1", "Deployment", DEPLOYMENT),
     ("batch/v1", "Job", JOB),
+    (
+        "autoscaling/v2",
+        "HorizontalPodAutoscaler",
+        HORIZONTAL_POD_AUTOSCALER,
+    ),
 ];
 
 /// Whether `kind` of `api_version` can be decoded from protobuf.
@@ -541,6 +655,19 @@ fn decode_value(wire: Wire<'_>, field: &Field, path: &str) -> Result<Option<Valu
             decode_time(bytes, path)?
         }
         Ty::Ignored => None,
+        Ty::Quantity => {
+            let Wire::Len(bytes) = wire else {
+                return Err(wrong_type());
+            };
+            let mut text = String::new();
+            for item in Reader::new(bytes) {
+                match item.map_err(|e| malformed(path, &e))? {
+                    (1, Wire::Len(v)) => text = utf8(v, path)?,
+                    _ => return Err(wrong_type()),
+                }
+            }
+            (keep || !text.is_empty()).then(|| json!(text))
+        }
         Ty::IntOrString => {
             let Wire::Len(bytes) = wire else {
                 return Err(wrong_type());
@@ -846,6 +973,66 @@ mod tests {
                         },
                     },
                 },
+            })
+        );
+    }
+
+    #[test]
+    fn kubectl_autoscale_with_cpu_utilization_decodes_like_its_json() {
+        // `kubectl autoscale deploy x --min=1 --max=4 --cpu=50%`; the deprecated
+        // `--cpu-percent=50` sends the same bytes.
+        let object = decode(&fixture("hpa")).unwrap();
+        assert_eq!(
+            object,
+            json!({
+                "apiVersion": "autoscaling/v2",
+                "kind": "HorizontalPodAutoscaler",
+                "metadata": {"name": "x"},
+                "spec": {
+                    "scaleTargetRef": {"kind": "Deployment", "name": "x", "apiVersion": "apps/v1"},
+                    "minReplicas": 1,
+                    "maxReplicas": 4,
+                    "metrics": [{
+                        "type": "Resource",
+                        "resource": {
+                            "name": "cpu",
+                            "target": {"type": "Utilization", "averageUtilization": 50},
+                        },
+                    }],
+                },
+            })
+        );
+        let resource =
+            crate::resources::find("autoscaling", "v2", "horizontalpodautoscalers").unwrap();
+        assert_eq!(crate::admission::validate(resource, &object), []);
+    }
+
+    #[test]
+    fn kubectl_autoscale_with_a_cpu_quantity_and_memory_decodes_both_metrics() {
+        // `kubectl autoscale deploy x --min=0 --max=4 --cpu=500m --memory=60%`: kubectl leaves
+        // out a zero minReplicas, so the server's default (1) applies, as with JSON.
+        let object = decode(&fixture("hpa_cpu-value_memory")).unwrap();
+        assert_eq!(
+            object["spec"],
+            json!({
+                "scaleTargetRef": {"kind": "Deployment", "name": "x", "apiVersion": "apps/v1"},
+                "maxReplicas": 4,
+                "metrics": [
+                    {
+                        "type": "Resource",
+                        "resource": {
+                            "name": "cpu",
+                            "target": {"type": "AverageValue", "averageValue": "500m"},
+                        },
+                    },
+                    {
+                        "type": "Resource",
+                        "resource": {
+                            "name": "memory",
+                            "target": {"type": "Utilization", "averageUtilization": 60},
+                        },
+                    },
+                ],
             })
         );
     }

@@ -89,7 +89,86 @@ fn columns(kind: &str) -> Vec<Column> {
             col("Internal-IP", "string", 1),
             col("Container-Runtime", "string", 1),
         ],
+        "HorizontalPodAutoscaler" => vec![
+            name,
+            col("Reference", "string", 0),
+            col("Targets", "string", 0),
+            col("MinPods", "string", 0),
+            col("MaxPods", "integer", 0),
+            col("Replicas", "integer", 0),
+            age,
+        ],
         _ => vec![name, age],
+    }
+}
+
+/// An HPA's TARGETS cell as kubectl prints it: `cpu: 75%/50%` per metric (`<unknown>` before
+/// the first measurement), at most two, then `+ N more...`.
+fn hpa_targets(object: &Value) -> String {
+    let specs = object
+        .pointer("/spec/metrics")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let statuses = object
+        .pointer("/status/currentMetrics")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let entries: Vec<String> = specs
+        .iter()
+        .map(|spec| {
+            let kind = spec["type"].as_str().unwrap_or("");
+            let member = match kind {
+                "Resource" => "resource",
+                "ContainerResource" => "containerResource",
+                "Pods" => "pods",
+                "Object" => "object",
+                "External" => "external",
+                _ => "",
+            };
+            let body = &spec[member];
+            let metric_name = |v: &Value| {
+                v["name"]
+                    .as_str()
+                    .or_else(|| v.pointer("/metric/name").and_then(Value::as_str))
+                    .map(str::to_owned)
+            };
+            let name = metric_name(body).unwrap_or_default();
+            let status = statuses
+                .iter()
+                .find(|s| s["type"] == kind && metric_name(&s[member]).as_deref() == Some(&name));
+            let target = &body["target"];
+            let current = status.map(|s| &s[member]["current"]);
+            let (current, target) = match target["averageUtilization"].as_i64() {
+                Some(utilization) => (
+                    current
+                        .and_then(|c| c["averageUtilization"].as_i64())
+                        .map(|u| format!("{u}%")),
+                    format!("{utilization}%"),
+                ),
+                None => {
+                    let field = if target["type"] == "Value" {
+                        "value"
+                    } else {
+                        "averageValue"
+                    };
+                    (
+                        current.and_then(|c| c[field].as_str()).map(str::to_owned),
+                        target[field].as_str().unwrap_or("").to_owned(),
+                    )
+                }
+            };
+            format!(
+                "{name}: {}/{target}",
+                current.unwrap_or_else(|| "<unknown>".into())
+            )
+        })
+        .collect();
+    match entries.len() {
+        0 => "<none>".into(),
+        1 | 2 => entries.join(", "),
+        n => format!("{} + {} more...", entries[..2].join(", "), n - 2),
     }
 }
 
@@ -346,6 +425,24 @@ fn cells(kind: &str, object: &Value, now: k8s_openapi::jiff::Timestamp) -> Vec<V
                 age,
             ]
         }
+        "HorizontalPodAutoscaler" => vec![
+            name,
+            json!(format!(
+                "{}/{}",
+                text("/spec/scaleTargetRef/kind"),
+                text("/spec/scaleTargetRef/name")
+            )),
+            json!(hpa_targets(object)),
+            json!(
+                object
+                    .pointer("/spec/minReplicas")
+                    .and_then(Value::as_i64)
+                    .map_or("<unset>".to_owned(), |n| n.to_string())
+            ),
+            json!(int("/spec/maxReplicas")),
+            json!(int("/status/currentReplicas")),
+            age,
+        ],
         _ => vec![name, age],
     }
 }
@@ -468,6 +565,38 @@ mod tests {
         assert_eq!(human_duration(30 * 3600), "30h");
         assert_eq!(human_duration(3 * 86_400 + 3600), "3d1h");
         assert_eq!(human_duration(400 * 86_400), "400d");
+    }
+
+    #[test]
+    fn hpa_rows_show_targets_like_kubectl() {
+        let hpa = json!({
+            "metadata": {"name": "web", "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {
+                "scaleTargetRef": {"kind": "Deployment", "name": "web"},
+                "minReplicas": 0, "maxReplicas": 5,
+                "metrics": [
+                    {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}}},
+                    {"type": "Pods", "pods": {"metric": {"name": "http_requests_per_second"}, "target": {"type": "AverageValue", "averageValue": "100"}}},
+                    {"type": "Resource", "resource": {"name": "memory", "target": {"type": "AverageValue", "averageValue": "64Mi"}}},
+                ],
+            },
+            "status": {"currentReplicas": 2, "currentMetrics": [
+                {"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": 75, "averageValue": "75m"}}},
+            ]},
+        });
+        let resource =
+            crate::resources::find("autoscaling", "v2", "horizontalpodautoscalers").unwrap();
+        let table = table(resource, &[hpa], Some(3), None);
+        let cells = &table["rows"][0]["cells"];
+        assert_eq!(cells[1], "Deployment/web");
+        assert_eq!(
+            cells[2],
+            "cpu: 75%/50%, http_requests_per_second: <unknown>/100 + 1 more..."
+        );
+        assert_eq!(
+            (&cells[3], &cells[4], &cells[5]),
+            (&json!("0"), &json!(5), &json!(2))
+        );
     }
 
     #[test]

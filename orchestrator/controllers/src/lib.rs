@@ -12,6 +12,8 @@
 //!   evicts their pods per their tolerations.
 //! - [`job`]: runs a Job's pods until enough succeed, with retries, backoff and deadlines.
 //! - [`endpoints`]: the Endpoints and EndpointSlices of every Service with a selector.
+//! - [`hpa`]: HorizontalPodAutoscalers: scales Deployments and ReplicaSets on cpu, memory and
+//!   request metrics, down to zero replicas when idle.
 //!
 //! The workload controllers share one runner shape ([`drive`]): they watch the store, turn each
 //! changed key into its namespace, and re-plan only the namespaces that changed. Snapshots are
@@ -22,6 +24,7 @@ pub mod binder;
 pub mod deployment;
 pub mod endpoints;
 pub mod gc;
+pub mod hpa;
 pub mod job;
 pub mod nodelifecycle;
 pub mod quantity;

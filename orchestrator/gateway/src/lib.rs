@@ -8,10 +8,16 @@
 //! [`HttpHandler`] (no socket, no copy to another process); a replica without one (a container)
 //! is reached over its pod IP.
 //!
+//! A Service whose workload an HPA scaled to zero is woken by its first request, which waits
+//! here until a replica is ready ([`wake`]). Requests are counted per pod ([`counters`]) for
+//! the HPA's request metrics.
+//!
 //! The routing [`table`] is rebuilt from Services, Ingresses and Pods whenever one of them
 //! changes, and swapped in whole, so the request path only reads an `Arc`.
 
+pub mod counters;
 pub mod table;
+pub mod wake;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -36,6 +42,13 @@ use crate::table::{Backend, RouteTable};
 
 /// How many replicas one bodiless request may be tried on.
 const MAX_ATTEMPTS: usize = 3;
+/// How long a request for a scaled-to-zero workload waits for a replica to be ready.
+pub const COLD_START_TIMEOUT: Duration = Duration::from_secs(60);
+/// A workload woken this recently is not looked up again: its requests just wait.
+const WAKE_FRESH: Duration = Duration::from_secs(5);
+/// A Service found to have nothing to wake is not looked up again for this long (its requests
+/// get a 503 at once).
+const NOTHING_TO_WAKE_FRESH: Duration = Duration::from_secs(1);
 /// Set by an agent on a 503 for a pod it does not serve (any more): the request never reached
 /// the workload, so another replica may take it.
 pub const NOT_SERVING: &str = "x-wharf-not-serving";
@@ -94,6 +107,15 @@ pub struct Gateway {
         hyper_util::client::legacy::connect::HttpConnector,
         Body,
     >,
+    /// Requests routed per pod.
+    requests: counters::RequestCounters,
+    /// Bumped whenever a new table is swapped in (requests waiting for a replica watch it).
+    table_version: tokio::sync::watch::Sender<u64>,
+    /// Requests waiting for a replica of a woken workload (the table is rebuilt without delay
+    /// while there are any).
+    waiting: std::sync::atomic::AtomicUsize,
+    /// Services looked up for a workload to wake: when, and whether there was one.
+    woken: std::sync::Mutex<HashMap<String, (std::time::Instant, bool)>>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -141,7 +163,16 @@ impl Gateway {
                 hyper_util::rt::TokioExecutor::new(),
             )
             .build_http(),
+            requests: counters::RequestCounters::default(),
+            table_version: tokio::sync::watch::Sender::new(0),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
+            woken: std::sync::Mutex::new(HashMap::new()),
         })
+    }
+
+    /// `(pod uid, requests so far, requests in flight)` for every pod this gateway routed to.
+    pub fn request_counts(&self) -> Vec<(String, u64, u64)> {
+        self.requests.snapshot()
     }
 
     fn table(&self) -> Arc<RouteTable> {
@@ -190,8 +221,11 @@ impl Gateway {
                     event = watch.next() => match event {
                         Some(Ok(_)) => {
                             // Let a burst of changes settle, then rebuild once (from a fresh
-                            // listing, which the watches' later events only repeat).
-                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            // listing, which the watches' later events only repeat) — unless
+                            // a request waits for a woken workload's first replica.
+                            if self.waiting.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                            }
                             self.rebuild().await;
                         }
                         _ => break,
@@ -277,7 +311,14 @@ impl Gateway {
                 );
             }
         }
+        let routed: std::collections::HashSet<&str> = table
+            .routes()
+            .flat_map(|route| route.backends.iter())
+            .map(|Backend::Pod { uid, .. }| uid.as_str())
+            .collect();
+        self.requests.retain(|uid| routed.contains(uid));
         *self.table.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(table);
+        self.table_version.send_modify(|version| *version += 1);
         Some(revision)
     }
 
@@ -328,28 +369,27 @@ impl Gateway {
         entry: Entry,
         request: hyper::Request<Incoming>,
     ) -> hyper::Response<Body> {
-        let table = self.table();
-        let service = match entry {
-            Entry::NodePort(port) => table.node_ports.get(&port),
-            Entry::ClusterIp(address) => table.cluster_ports.get(&address),
-            Entry::Ingress => {
-                let host = request
-                    .headers()
-                    .get(http::header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .unwrap_or("");
-                table.ingress(host, request.uri().path())
-            }
-        };
-        let Some(service) = service else {
+        let host = request
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        let Some(mut service) = lookup(&self.table(), entry, host, request.uri().path()) else {
             return text(404, "no Service or Ingress rule matches this request\n");
         };
         if service.backends.is_empty() {
-            return text(
-                503,
-                &format!("service {} has no ready endpoints\n", service.name),
-            );
+            let (host, path) = (host.to_owned(), request.uri().path().to_owned());
+            match self.cold_start(entry, &host, &path, &service).await {
+                Some(woken) => service = woken,
+                None => {
+                    return text(
+                        503,
+                        &format!("service {} has no ready endpoints\n", service.name),
+                    );
+                }
+            }
         }
+        let service = service.as_ref();
         // A request without a body can be sent again: if the replica picked turns out not to
         // serve any more (it is stopping, its node's agent has no handler for it, a container
         // refuses the connection), the next one is tried, so a rollout or a scale-down does
@@ -389,6 +429,103 @@ impl Gateway {
         })
     }
 
+    /// Wakes the scaled-to-zero workload behind `service`, if there is one, and waits until
+    /// the route has a ready replica. `None` if nothing can be woken or no replica became
+    /// ready within [`COLD_START_TIMEOUT`].
+    async fn cold_start(
+        &self,
+        entry: Entry,
+        host: &str,
+        path: &str,
+        service: &table::ServiceRoute,
+    ) -> Option<Arc<table::ServiceRoute>> {
+        let mut version = self.table_version.subscribe();
+        if !self.wake(service).await {
+            return None;
+        }
+        struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        self.waiting
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let _waiting = Waiting(&self.waiting);
+        let deadline = tokio::time::Instant::now() + COLD_START_TIMEOUT;
+        loop {
+            if let Some(route) = lookup(&self.table(), entry, host, path)
+                && !route.backends.is_empty()
+            {
+                return Some(route);
+            }
+            match tokio::time::timeout_at(deadline, version.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return None,
+            }
+        }
+    }
+
+    /// Finds the workload an HPA scaled to zero behind `service` and sets it to one replica.
+    /// Whether there is such a workload (woken now, or already starting).
+    async fn wake(&self, service: &table::ServiceRoute) -> bool {
+        let known = self
+            .woken
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&service.name)
+            .copied();
+        match known {
+            Some((at, true)) if at.elapsed() < WAKE_FRESH => return true,
+            Some((at, false)) if at.elapsed() < NOTHING_TO_WAKE_FRESH => return false,
+            _ => {}
+        }
+        let hpas =
+            resources::find("autoscaling", "v2", "horizontalpodautoscalers").expect("served");
+        let Ok(list) = self.api.list(hpas, Some(&service.namespace), None).await else {
+            return false;
+        };
+        let mut found = false;
+        for hpa in &list.items {
+            let Some((kind, name)) = wake::sleepy_target(hpa) else {
+                continue;
+            };
+            let plural = if kind == "Deployment" {
+                "deployments"
+            } else {
+                "replicasets"
+            };
+            let resource = resources::find("apps", "v1", plural).expect("served");
+            let Ok(target) = self.api.get(resource, Some(&service.namespace), name).await else {
+                continue;
+            };
+            match wake::wake(&service.selector, &target) {
+                wake::Wake::NotMine => {}
+                wake::Wake::Starting => found = true,
+                wake::Wake::Sleeping => {
+                    found = true;
+                    // A failed test means another gateway woke it first.
+                    let woke = self
+                        .api
+                        .patch(
+                            resource,
+                            Some(&service.namespace),
+                            name,
+                            wharf_apiserver::registry::PatchType::Json,
+                            &wake::wake_patch(),
+                            wharf_apiserver::registry::Part::Main,
+                        )
+                        .await;
+                    tracing::info!(service = %service.name, target = %name, woke = woke.is_ok(), "scale from zero");
+                }
+            }
+        }
+        let mut woken = self.woken.lock().unwrap_or_else(|e| e.into_inner());
+        woken.retain(|_, (at, _)| at.elapsed() < WAKE_FRESH);
+        woken.insert(service.name.clone(), (std::time::Instant::now(), found));
+        found
+    }
+
     /// Sends a request to one replica.
     async fn send(
         &self,
@@ -408,7 +545,8 @@ impl Gateway {
             .find(|(container, _)| port.as_deref().is_none_or(|p| p == container))
             .or(handlers.first())
             .map(|(_, h)| h.clone());
-        match (handler, agent, address) {
+        let in_flight = self.requests.start(uid);
+        let sent = match (handler, agent, address) {
             (Some(handler), _, _) => Sent::Answered(handler.handle(request).await),
             // A Wasm replica on another node (or one here that just stopped): through that
             // node's agent, which serves it in process.
@@ -439,6 +577,17 @@ impl Gateway {
                     service.name
                 ),
             )),
+        };
+        match sent {
+            // In flight until the body has been sent (or dropped).
+            Sent::Answered(response) => Sent::Answered(response.map(|body| {
+                body.map_err(move |error| {
+                    let _ = &in_flight;
+                    error
+                })
+                .boxed_unsync()
+            })),
+            not_serving => not_serving,
         }
     }
 
@@ -486,6 +635,21 @@ impl Gateway {
             }
         }
     }
+}
+
+/// The route of a request that came in on `entry`.
+fn lookup(
+    table: &RouteTable,
+    entry: Entry,
+    host: &str,
+    path: &str,
+) -> Option<Arc<table::ServiceRoute>> {
+    match entry {
+        Entry::NodePort(port) => table.node_ports.get(&port),
+        Entry::ClusterIp(address) => table.cluster_ports.get(&address),
+        Entry::Ingress => table.ingress(host, path),
+    }
+    .cloned()
 }
 
 fn text(status: u16, message: &str) -> hyper::Response<Body> {

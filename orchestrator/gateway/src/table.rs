@@ -29,6 +29,10 @@ pub enum Backend {
 pub struct ServiceRoute {
     /// `namespace/name`, for messages.
     pub name: String,
+    /// The Service's namespace.
+    pub namespace: String,
+    /// The Service's selector (what a scaled-to-zero workload must match to be woken).
+    pub selector: serde_json::Map<String, Value>,
     /// Ready endpoints.
     pub backends: Vec<Backend>,
     next: AtomicUsize,
@@ -195,6 +199,8 @@ fn service_route(
         .collect();
     ServiceRoute {
         name: format!("{namespace}/{}", text(service, "/metadata/name")),
+        namespace: namespace.to_owned(),
+        selector,
         backends,
         next: AtomicUsize::new(0),
     }
@@ -291,6 +297,14 @@ impl RouteTable {
             }
         }
         table
+    }
+
+    /// Every route of the table (a Service port may appear more than once).
+    pub fn routes(&self) -> impl Iterator<Item = &Arc<ServiceRoute>> {
+        self.node_ports
+            .values()
+            .chain(self.cluster_ports.values())
+            .chain(self.ingress.iter().map(|i| &i.route))
     }
 
     /// The route of an Ingress request: rules for the host (without port) win over rules for

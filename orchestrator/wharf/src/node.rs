@@ -277,7 +277,13 @@ pub async fn start(
     );
 
     let mut tasks = Vec::new();
-    let agent_app = wharf_agent::logs::router(agent.clone());
+    let sampler = wharf_agent::stats::Sampler::new(
+        agent.clone(),
+        Some(Arc::new(GatewayRequests(gateway.clone()))),
+    );
+    let agent_app =
+        wharf_agent::logs::router(agent.clone()).merge(wharf_agent::stats::router(sampler.clone()));
+    tasks.push(tokio::spawn(sampler.run(stopping())));
     let stop_agent_http = stopping();
     tasks.push(tokio::spawn(async move {
         let _ = axum::serve(agent_listener, agent_app)
@@ -296,4 +302,13 @@ pub async fn start(
         summary,
         managed_containerd,
     })
+}
+
+/// The gateway's request counts, for the agent's usage summary.
+struct GatewayRequests(Arc<Gateway>);
+
+impl wharf_agent::stats::RequestCounts for GatewayRequests {
+    fn request_counts(&self) -> Vec<(String, u64, u64)> {
+        self.0.request_counts()
+    }
 }

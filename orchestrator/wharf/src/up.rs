@@ -36,9 +36,67 @@ pub struct ServeArgs {
     /// node-monitor-grace-period); its pods are evicted per their tolerations.
     #[arg(long, default_value_t = 40)]
     pub node_monitor_grace_period: u64,
+    /// How often the HorizontalPodAutoscaler controller re-evaluates every HPA (Kubernetes'
+    /// horizontal-pod-autoscaler-sync-period), e.g. `15s`, `500ms`, `1m`.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub hpa_sync_period: Duration,
     /// The local node's settings (`wharf up`).
     #[command(flatten)]
     pub node: node::NodeArgs,
+}
+
+/// A duration as Kubernetes flags write it: `500ms`, `15s`, `1m`, or plain seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = text
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((text, "s"), |at| text.split_at(at));
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 15s, 500ms or 1m"))?;
+    let duration = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        _ => return Err(format!("{text:?}: the unit must be ms, s or m")),
+    };
+    if duration.is_zero() {
+        return Err("the period must be more than zero".into());
+    }
+    Ok(duration)
+}
+
+/// The HPA's view of pod usage: the node agents' summaries, as `metrics.k8s.io` serves them.
+struct ClusterMetrics(Arc<ApiServer>);
+
+impl wharf_controllers::hpa::MetricsSource for ClusterMetrics {
+    fn pod_usage<'a>(
+        &'a self,
+        namespace: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<Vec<wharf_controllers::hpa::PodUsage>, String>> {
+        Box::pin(async move {
+            let server = &self.0;
+            let summaries = server
+                .node_metrics
+                .collect(&server.registry, &server.http)
+                .await;
+            Ok(wharf_apiserver::nodemetrics::pod_usage(&summaries)
+                .into_iter()
+                .filter(|pod| pod.namespace == namespace)
+                .map(|pod| wharf_controllers::hpa::PodUsage {
+                    cpu_millis: pod.cpu_nano_cores() as f64 / 1e6,
+                    memory_bytes: pod.memory_bytes(),
+                    requests_per_second: pod.requests_per_second,
+                    requests_in_flight: pod.requests_in_flight as f64,
+                    timestamp: wharf_apiserver::meta::parse_rfc3339(&pod.timestamp)
+                        .unwrap_or_else(std::time::SystemTime::now),
+                    window: Duration::from_secs_f64(pod.window_seconds.max(0.0)),
+                    namespace: pod.namespace,
+                    name: pod.name,
+                    uid: pod.uid,
+                })
+                .collect())
+        })
+    }
 }
 
 /// Which components run in this process.
@@ -142,6 +200,12 @@ pub async fn run(args: ServeArgs, mode: Mode) -> Result<()> {
         tokio::spawn(wharf_controllers::scheduler::run(
             registry.clone(),
             args.scheduler_policy,
+            server.stopping(),
+        )),
+        tokio::spawn(wharf_controllers::hpa::run(
+            registry.clone(),
+            Arc::new(ClusterMetrics(server.clone())),
+            args.hpa_sync_period,
             server.stopping(),
         )),
         tokio::spawn(wharf_controllers::nodelifecycle::run(
@@ -250,5 +314,21 @@ pub(crate) async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = terminate => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_kubernetes_flags() {
+        assert_eq!(parse_duration("15s"), Ok(Duration::from_secs(15)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("1h").is_err());
+        assert!(parse_duration("fast").is_err());
     }
 }

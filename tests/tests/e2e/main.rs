@@ -1,6 +1,7 @@
 //! End-to-end tests: real `wharf up` processes on loopback, driven by real kubectl 1.37, the
 //! official Python client, the `wharf` CLI and raw HTTP.
 
+mod autoscaling;
 mod cascade;
 mod containers;
 mod control_plane;
@@ -13,4 +14,5 @@ mod probes;
 mod protobuf;
 mod rollout;
 mod secrets;
+mod volumes;
 mod wasm;

@@ -10,6 +10,8 @@ use std::time::Duration;
 use serde_json::Value;
 use wharf_e2e::{Wharf, eventually, run, samples_out, wharf_bin};
 
+use crate::volumes::events_of;
+
 fn apply(wharf: &Wharf, yaml: &str) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("m.yaml");
@@ -240,6 +242,50 @@ fn probes_behave_like_kubernetes(wharf: &Wharf, kind: &str, image: &str, runtime
     let (code, body) = get(&url).expect("the gateway answers");
     assert_eq!(code, 503, "{kind}: {body}");
     assert!(body.contains("no ready endpoints"), "{kind}: {body}");
+
+    // Events as the kubelet records them: one Unhealthy Event per failing probe, its count
+    // bumped on every failure; a Killing Event when liveness restarts the container.
+    let unready_pod = pod_of(wharf, &unready).unwrap()["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let unhealthy = eventually(
+        &format!("{unready}: an Unhealthy Event counted more than once"),
+        30,
+        || {
+            events_of(wharf, &unready_pod).into_iter().find(|e| {
+                e["reason"] == "Unhealthy"
+                    && e["count"].as_u64().is_some_and(|n| n > 1)
+                    && e["message"]
+                        == "Readiness probe failed: HTTP probe failed with statuscode: 503"
+            })
+        },
+    );
+    assert_eq!(unhealthy["type"], "Warning", "{kind}: {unhealthy}");
+    assert_eq!(
+        unhealthy["involvedObject"]["fieldPath"], "spec.containers{app}",
+        "{kind}: {unhealthy}"
+    );
+    let unhealthy_events = events_of(wharf, &unready_pod)
+        .into_iter()
+        .filter(|e| e["reason"] == "Unhealthy")
+        .count();
+    assert_eq!(unhealthy_events, 1, "{kind}: repeats are aggregated");
+    let dead_pod = pod_of(wharf, &dead).unwrap()["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let events = events_of(wharf, &dead_pod);
+    assert!(
+        events.iter().any(|e| e["reason"] == "Killing"
+            && e["message"] == "Container app failed liveness probe, will be restarted"),
+        "{kind}: {events:?}"
+    );
+    assert!(
+        events.iter().any(|e| e["reason"] == "Unhealthy"
+            && e["message"] == "Liveness probe failed: HTTP probe failed with statuscode: 500"),
+        "{kind}: {events:?}"
+    );
 }
 
 #[test]

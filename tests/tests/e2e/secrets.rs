@@ -10,7 +10,7 @@ use base64::Engine;
 use wharf_e2e::{Wharf, run, wharf_bin};
 
 /// A value no other test or file could contain by chance.
-fn random_value() -> String {
+pub(crate) fn random_value() -> String {
     let mut parts = Vec::new();
     for salt in 0..2u64 {
         let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();

@@ -5,6 +5,7 @@
 //! Deployment, garbage collector) and drives them through the registry like a client would,
 //! polling with a timeout until the cluster converges.
 
+mod hpa;
 mod nodelifecycle;
 mod replicasets;
 mod rollouts;
