@@ -7,7 +7,10 @@
 #     wrk load), pod create→Running, first request, density;
 #   - containers: pod create→Running and delete next to `ctr run -d` / `ctr tasks rm -f` of the
 #     same image on the same (Wharf-managed) containerd, idle memory per container pod next to
-#     a Wasm pod.
+#     a Wasm pod;
+#   - scaling: the first request to a Wasm function and to a container scaled to zero (the
+#     gateway wakes it) next to a request to a running replica, and a load step until the HPA's
+#     new replicas are Ready (a Wharf with --hpa-sync-period 1s).
 # It installs what it needs (etcd-server and wrk from Debian, the wasmtime 48.0.8 CLI with cargo,
 # cached under $WHARF_TOOLS; containerd, runc and the CNI plugins come with scripts/setup.sh).
 # Traffic stays on loopback and in the pod networks the container bench creates.
@@ -31,7 +34,7 @@ if [ ! -x "$WASMTIME" ]; then
 fi
 
 scripts/build-samples.sh >&2
-cargo build --release --bin wharf -p wharf --bin wharf-bench --bin wharf-bench-wasm --bin wharf-bench-containers --bin wharf-bench-scheduler -p wharf-e2e >&2
+cargo build --release --bin wharf -p wharf --bin wharf-bench --bin wharf-bench-wasm --bin wharf-bench-containers --bin wharf-bench-scheduler --bin wharf-bench-scaling -p wharf-e2e >&2
 
 WORK=$(mktemp -d)
 PIDS=()
@@ -91,6 +94,20 @@ target/release/wharf-bench-containers --wharf "http://127.0.0.1:$API3" --wharf-p
   --containerd-socket "$WORK/wharf-containers/containerd/containerd.sock" \
   --image-archive samples/out/hello-container.tar --component samples/out/hello-http.wasm | tee -a "$TABLE"
 kill "$WHARF3" 2>/dev/null || true; wait "$WHARF3" 2>/dev/null || true
+
+# Scaling: a fresh Wharf with a containerd of its own and an HPA sync period of 1 s (Kubernetes'
+# default is 15 s), its gateway on 127.0.0.4, its own pod bridge and range. The bench removes its
+# workloads and waits until that containerd holds no container; then Wharf is stopped gracefully.
+API4=$(free_port); GW4=$(free_port 127.0.0.4)
+target/release/wharf up --data-dir "$WORK/wharf-scaling" --api-addr "127.0.0.1:$API4" \
+  --gateway-addr "127.0.0.4:$GW4" --containerd managed --hpa-sync-period 1s \
+  --pod-cidr 10.78.0.0/24 --pod-bridge wbench1 >"$WORK/wharf-scaling.log" 2>&1 &
+WHARF4=$!; PIDS+=($WHARF4)
+wait_http "http://127.0.0.1:$API4/readyz"
+target/release/wharf-bench-scaling --wharf "http://127.0.0.1:$API4" --gateway-ip 127.0.0.4 --containers \
+  --containerd-socket "$WORK/wharf-scaling/containerd/containerd.sock" \
+  --component samples/out/hello-http.wasm --image-archive samples/out/hello-container.tar | tee -a "$TABLE"
+kill "$WHARF4" 2>/dev/null || true; wait "$WHARF4" 2>/dev/null || true
 
 {
   echo

@@ -44,8 +44,6 @@ use crate::table::{Backend, RouteTable};
 const MAX_ATTEMPTS: usize = 3;
 /// How long a request for a scaled-to-zero workload waits for a replica to be ready.
 pub const COLD_START_TIMEOUT: Duration = Duration::from_secs(60);
-/// A workload woken this recently is not looked up again: its requests just wait.
-const WAKE_FRESH: Duration = Duration::from_secs(5);
 /// A Service found to have nothing to wake is not looked up again for this long (its requests
 /// get a 503 at once).
 const NOTHING_TO_WAKE_FRESH: Duration = Duration::from_secs(1);
@@ -114,8 +112,8 @@ pub struct Gateway {
     /// Requests waiting for a replica of a woken workload (the table is rebuilt without delay
     /// while there are any).
     waiting: std::sync::atomic::AtomicUsize,
-    /// Services looked up for a workload to wake: when, and whether there was one.
-    woken: std::sync::Mutex<HashMap<String, (std::time::Instant, bool)>>,
+    /// Services recently found to have nothing to wake, and when.
+    nothing_to_wake: std::sync::Mutex<HashMap<String, std::time::Instant>>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -166,7 +164,7 @@ impl Gateway {
             requests: counters::RequestCounters::default(),
             table_version: tokio::sync::watch::Sender::new(0),
             waiting: std::sync::atomic::AtomicUsize::new(0),
-            woken: std::sync::Mutex::new(HashMap::new()),
+            nothing_to_wake: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -469,16 +467,16 @@ impl Gateway {
     /// Finds the workload an HPA scaled to zero behind `service` and sets it to one replica.
     /// Whether there is such a workload (woken now, or already starting).
     async fn wake(&self, service: &table::ServiceRoute) -> bool {
-        let known = self
-            .woken
+        // Looked up every time there is something to wake (a target put back to zero right
+        // after a wake-up must be woken again); only "nothing here" is remembered, briefly.
+        if self
+            .nothing_to_wake
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&service.name)
-            .copied();
-        match known {
-            Some((at, true)) if at.elapsed() < WAKE_FRESH => return true,
-            Some((at, false)) if at.elapsed() < NOTHING_TO_WAKE_FRESH => return false,
-            _ => {}
+            .is_some_and(|at| at.elapsed() < NOTHING_TO_WAKE_FRESH)
+        {
+            return false;
         }
         let hpas =
             resources::find("autoscaling", "v2", "horizontalpodautoscalers").expect("served");
@@ -520,9 +518,14 @@ impl Gateway {
                 }
             }
         }
-        let mut woken = self.woken.lock().unwrap_or_else(|e| e.into_inner());
-        woken.retain(|_, (at, _)| at.elapsed() < WAKE_FRESH);
-        woken.insert(service.name.clone(), (std::time::Instant::now(), found));
+        let mut nothing = self
+            .nothing_to_wake
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        nothing.retain(|_, at| at.elapsed() < NOTHING_TO_WAKE_FRESH);
+        if !found {
+            nothing.insert(service.name.clone(), std::time::Instant::now());
+        }
         found
     }
 
