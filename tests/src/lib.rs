@@ -56,6 +56,18 @@ pub fn kubectl() -> PathBuf {
     path
 }
 
+/// kubectl 1.20 (Debian's kubernetes-client, unpacked by scripts/setup.sh): the oldest client
+/// Wharf supports, which reads plain discovery and `/openapi/v2`.
+pub fn kubectl_1_20() -> PathBuf {
+    let path = tools_dir().join("kubectl-1.20/usr/bin/kubectl");
+    assert!(
+        path.exists(),
+        "kubectl 1.20 is not installed at {}: run scripts/setup.sh (make test does)",
+        path.display()
+    );
+    path
+}
+
 /// The Python interpreter of the venv holding the official `kubernetes` client.
 pub fn python() -> PathBuf {
     let path = tools_dir().join("venv/bin/python");

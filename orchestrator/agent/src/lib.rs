@@ -13,6 +13,7 @@ pub mod probe;
 pub mod spec;
 pub mod stats;
 pub mod status;
+pub mod streams;
 pub mod volumes;
 pub mod worker;
 

@@ -27,6 +27,14 @@ pub fn router(agent: Arc<Agent>) -> Router {
             "/containerLogs/{namespace}/{pod}/{container}",
             get(container_logs),
         )
+        .route(
+            "/exec/{namespace}/{pod}/{container}",
+            get(crate::streams::exec),
+        )
+        .route(
+            "/portForward/{namespace}/{pod}",
+            get(crate::streams::port_forward),
+        )
         .route("/wharf/pods/{uid}/http", axum::routing::any(pod_http))
         .route("/wharf/pods/{uid}/http/", axum::routing::any(pod_http))
         .route(

@@ -456,6 +456,28 @@ async fn run_container(
                 view.started = probes.started();
                 view.ready = probes.ready();
                 publish(&view).await;
+                if !resumed {
+                    // The kubelet's lifecycle Events (for `kubectl describe`), off the start path.
+                    let (context, name, image) =
+                        (context.clone(), view.name.clone(), view.image.clone());
+                    tokio::spawn(async move {
+                        let field = crate::events::container_field_path(&name);
+                        let events = &context.events;
+                        events
+                            .normal(
+                                &field,
+                                "Pulled",
+                                &format!("Container image \"{image}\" already present on machine"),
+                            )
+                            .await;
+                        events
+                            .normal(&field, "Created", &format!("Created container {name}"))
+                            .await;
+                        events
+                            .normal(&field, "Started", &format!("Started container {name}"))
+                            .await;
+                    });
+                }
                 let handler = runtime.http_handler(&id);
                 if let Some(handler) = &handler {
                     agent.add_handler(&context.uid, &view.name, handler.clone());

@@ -8,6 +8,8 @@
 //!   `metav1.LabelSelector` object form;
 //! * [`fields`]: field selectors (`?fieldSelector=`);
 //! * [`strategic_merge`]: strategic merge patch on JSON documents;
+//! * [`managedfields`]: server-side apply: field ownership (`managedFields`), conflicts and the
+//!   apply merge;
 //! * [`validation`]: the rules for object names, label keys and values, and annotation keys,
 //!   plus `generateName` suffixes.
 //!
@@ -15,5 +17,6 @@
 
 pub mod fields;
 pub mod labels;
+pub mod managedfields;
 pub mod strategic_merge;
 pub mod validation;

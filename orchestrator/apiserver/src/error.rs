@@ -99,6 +99,10 @@ pub enum ApiError {
     /// 409: the object was modified since the caller read it.
     #[error("Operation cannot be fulfilled on {} {:?}: {}", .0.qualified(), .0.name, .1)]
     Conflict(Subject, String),
+    /// 409: a server-side apply would change fields other managers own (the message as
+    /// Kubernetes words it, and one `FieldManagerConflict` cause per field).
+    #[error("{0}")]
+    ApplyConflict(String, Vec<Cause>),
     /// 410: the requested resourceVersion is compacted.
     #[error("{0}")]
     Gone(String),
@@ -139,7 +143,9 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) | ApiError::PathNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotSupported(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::AlreadyExists(_) | ApiError::Conflict(..) => StatusCode::CONFLICT,
+            ApiError::AlreadyExists(_) | ApiError::Conflict(..) | ApiError::ApplyConflict(..) => {
+                StatusCode::CONFLICT
+            }
             ApiError::Gone(_) => StatusCode::GONE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -157,7 +163,7 @@ impl ApiError {
             ApiError::NotFound(_) | ApiError::PathNotFound(_) => "NotFound",
             ApiError::MethodNotSupported(_) => "MethodNotAllowed",
             ApiError::AlreadyExists(_) => "AlreadyExists",
-            ApiError::Conflict(..) => "Conflict",
+            ApiError::Conflict(..) | ApiError::ApplyConflict(..) => "Conflict",
             ApiError::Gone(_) => "Expired",
             ApiError::PayloadTooLarge(_) => "RequestEntityTooLarge",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
@@ -198,6 +204,12 @@ impl ApiError {
                     .collect();
             }
             status["details"] = details;
+        }
+        if let ApiError::ApplyConflict(_, causes) = self {
+            status["details"] = json!({"causes": causes
+                .iter()
+                .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
+                .collect::<Vec<_>>()});
         }
         status
     }
@@ -309,6 +321,30 @@ mod tests {
             assert_eq!(e.code().as_u16(), code);
             assert_eq!(e.reason(), reason);
         }
+    }
+
+    #[test]
+    fn apply_conflicts_read_like_kubernetes() {
+        let e = ApiError::ApplyConflict(
+            "Apply failed with 1 conflict: conflict with \"kubectl\": .spec.replicas".into(),
+            vec![Cause {
+                reason: "FieldManagerConflict",
+                field: ".spec.replicas".into(),
+                message: "conflict with \"kubectl\"".into(),
+            }],
+        );
+        let body = e.status_body();
+        assert_eq!(body["code"], 409);
+        assert_eq!(body["reason"], "Conflict");
+        assert_eq!(
+            body["message"],
+            "Apply failed with 1 conflict: conflict with \"kubectl\": .spec.replicas"
+        );
+        assert_eq!(
+            body["details"],
+            json!({"causes": [{"reason": "FieldManagerConflict",
+                "message": "conflict with \"kubectl\"", "field": ".spec.replicas"}]})
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use wharf_apimachinery::{fields, labels};
 
 use crate::error::ApiError;
+use crate::fieldmanager::Manager;
 use crate::registry::{DeleteOptions, ListOptions, Part, PatchType, WriteOptions};
 use crate::resources::{self, Resource};
 use crate::{ApiServer, discovery, nodemetrics, table, watch};
@@ -104,7 +105,7 @@ pub fn parse_target(group: &str, version: &str, rest: &[&str]) -> Result<Target,
             "status" => target.resource.has_status,
             "scale" => target.resource.has_scale,
             "binding" => target.resource.has_binding(),
-            "log" => target.resource.kind == "Pod",
+            "log" | "exec" | "attach" | "portforward" => target.resource.kind == "Pod",
             _ => false,
         };
         if !supported {
@@ -187,6 +188,9 @@ async fn route(server: &ApiServer, request: Request) -> Routed {
             .map(|r| (r.into_response(), "get", ""))
             .map_err(|e| (e, "get", ""));
     }
+    if let ("autoscaling", "v1") = (group, version) {
+        return hpa_v1_route(server, request, rest).await;
+    }
     let target = parse_target(group, version, rest).map_err(|e| (e, "get", ""))?;
     let plural = target.resource.plural;
     let query = query_of(&request);
@@ -195,6 +199,58 @@ async fn route(server: &ApiServer, request: Request) -> Routed {
         .await
         .map(|r| (r, verb, plural))
         .map_err(|e| (e, verb, plural))
+}
+
+/// `autoscaling/v1` HorizontalPodAutoscalers, a view of the stored v2 objects.
+async fn hpa_v1_route(server: &ApiServer, request: Request, rest: &[&str]) -> Routed {
+    const PLURAL: &str = "horizontalpodautoscalers";
+    let (namespace, name, subresource) = match rest {
+        [PLURAL] => (None, None, None),
+        ["namespaces", ns, PLURAL] => (Some(*ns), None, None),
+        ["namespaces", ns, PLURAL, name] => (Some(*ns), Some(*name), None),
+        ["namespaces", ns, PLURAL, name, sub] => (Some(*ns), Some(*name), Some(*sub)),
+        _ => {
+            return Err((
+                ApiError::PathNotFound(format!(
+                    "the server could not find the requested resource ({} in autoscaling/v1)",
+                    rest.last().copied().unwrap_or("")
+                )),
+                "get",
+                "",
+            ));
+        }
+    };
+    let method = request.method().clone();
+    let headers = request.headers().clone();
+    let query = query_of(&request);
+    let verb = match (method.as_str(), name.is_some()) {
+        ("GET", true) => "get",
+        ("GET", false) => "list",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        _ => "delete",
+    };
+    let result = async {
+        let options = list_options(&query)?;
+        let body = read_body(request).await?;
+        crate::hpa_v1::handle(
+            server,
+            method,
+            &headers,
+            namespace,
+            name,
+            subresource,
+            &query,
+            options,
+            &body,
+        )
+        .await
+    }
+    .await;
+    result
+        .map(|r| (r, verb, PLURAL))
+        .map_err(|e| (e, verb, PLURAL))
 }
 
 /// `metrics.k8s.io/v1beta1`: usage measured by the agents (read only).
@@ -253,6 +309,12 @@ async fn handle(
     let registry = &server.registry;
     let resource = target.resource;
     let namespace = target.namespace.as_deref();
+    if let (Some(sub @ ("exec" | "attach" | "portforward")), Some(name)) =
+        (target.subresource.as_deref(), target.name.as_deref())
+    {
+        let namespace = namespace.unwrap_or("default");
+        return crate::streams::serve(registry, namespace, name, sub, &query, request).await;
+    }
     let headers = request.headers().clone();
     let method = request.method().clone();
     let write_options = WriteOptions {
@@ -263,6 +325,13 @@ async fn handle(
         _ => Part::Main,
     };
     let scale = target.subresource.as_deref() == Some("scale");
+    // Who writes, for `metadata.managedFields`: `?fieldManager=`, else from the User-Agent.
+    let manager = Manager::new(crate::fieldmanager::manager_from_request(
+        query.get("fieldManager").map(String::as_str),
+        headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok()),
+    )?);
     if let (Some("binding"), Some(name), Some(namespace)) = (
         target.subresource.as_deref(),
         target.name.as_deref(),
@@ -320,7 +389,7 @@ async fn handle(
             let object = decode_object(&headers, &body, resource)?;
             let warnings = unknown_field_warnings(resource, &object, &query)?;
             let created = registry
-                .create(resource, namespace, object, &write_options)
+                .create_as(resource, namespace, object, &write_options, &manager)
                 .await?;
             let mut response = json_response(StatusCode::CREATED, &created);
             add_warnings(&mut response, &warnings);
@@ -337,13 +406,22 @@ async fn handle(
                     name,
                     &requested,
                     &write_options,
+                    &manager,
                 )
                 .await;
             }
             let object = decode_object(&headers, &body, resource)?;
             let warnings = unknown_field_warnings(resource, &object, &query)?;
             let updated = registry
-                .update(resource, namespace, name, object, part, &write_options)
+                .update_as(
+                    resource,
+                    namespace,
+                    name,
+                    object,
+                    part,
+                    &write_options,
+                    &manager,
+                )
                 .await?;
             let mut response = json_response(StatusCode::OK, &updated);
             add_warnings(&mut response, &warnings);
@@ -353,8 +431,30 @@ async fn handle(
             let content_type = media_type(&headers);
             let body = read_body(request).await?;
             if content_type == "application/apply-patch+yaml" {
-                return server_side_apply(server, resource, namespace, name, &body, &write_options)
-                    .await;
+                if scale {
+                    return Err(ApiError::BadRequest(
+                        "server-side apply to the scale subresource is not supported".into(),
+                    ));
+                }
+                let config = decode_yaml_or_json(&body)?;
+                let (object, created) = registry
+                    .apply(
+                        resource,
+                        namespace,
+                        name,
+                        config,
+                        part,
+                        &write_options,
+                        manager,
+                        flag(&query, "force"),
+                    )
+                    .await?;
+                let code = if created {
+                    StatusCode::CREATED
+                } else {
+                    StatusCode::OK
+                };
+                return Ok(json_response(code, &object));
             }
             let patch_type = match content_type.as_str() {
                 "application/merge-patch+json" => PatchType::Merge,
@@ -385,11 +485,12 @@ async fn handle(
                     name,
                     &requested,
                     &write_options,
+                    &manager,
                 )
                 .await;
             }
             let updated = registry
-                .patch(
+                .patch_as(
                     resource,
                     namespace,
                     name,
@@ -397,6 +498,7 @@ async fn handle(
                     &patch,
                     part,
                     &write_options,
+                    &manager,
                 )
                 .await?;
             Ok(json_response(StatusCode::OK, &updated))
@@ -462,51 +564,6 @@ async fn handle(
 }
 
 const PATCH_TYPES: &str = "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml";
-
-/// Server-side apply without field ownership: create if absent, otherwise merge the applied
-/// configuration into the live object with strategic-merge semantics.
-async fn server_side_apply(
-    server: &ApiServer,
-    resource: &'static Resource,
-    namespace: Option<&str>,
-    name: &str,
-    body: &[u8],
-    options: &WriteOptions,
-) -> Result<Response, ApiError> {
-    let applied = decode_yaml_or_json(body)?;
-    if !applied.is_object() {
-        return Err(ApiError::BadRequest(
-            "the applied configuration must be an object".into(),
-        ));
-    }
-    match server.registry.get(resource, namespace, name).await {
-        Ok(_) => {
-            let updated = server
-                .registry
-                .patch(
-                    resource,
-                    namespace,
-                    name,
-                    PatchType::StrategicMerge,
-                    &applied,
-                    Part::Main,
-                    options,
-                )
-                .await?;
-            Ok(json_response(StatusCode::OK, &updated))
-        }
-        Err(ApiError::NotFound(_)) => {
-            let mut object = applied;
-            crate::meta::set_meta(&mut object, "name", json!(name));
-            let created = server
-                .registry
-                .create(resource, namespace, object, options)
-                .await?;
-            Ok(json_response(StatusCode::CREATED, &created))
-        }
-        Err(e) => Err(e),
-    }
-}
 
 /// `POST pods/NAME/binding`: a scheduler assigns the pod to the node named by the `v1` Binding
 /// in the body. Answers 201 with a Success Status, as Kubernetes does.
@@ -581,6 +638,7 @@ async fn write_scale(
     name: &str,
     requested: &Value,
     options: &WriteOptions,
+    manager: &Manager,
 ) -> Result<Response, ApiError> {
     if let Some(kind) = requested.get("kind").and_then(Value::as_str)
         && kind != "Scale"
@@ -608,7 +666,7 @@ async fn write_scale(
     }
     let updated = server
         .registry
-        .patch(
+        .patch_as(
             resource,
             namespace,
             name,
@@ -616,6 +674,7 @@ async fn write_scale(
             &patch,
             Part::Main,
             options,
+            &manager.clone().through("scale"),
         )
         .await?;
     Ok(json_response(StatusCode::OK, &scale_of(&updated)))
@@ -672,7 +731,7 @@ fn list_options(query: &Query) -> Result<ListOptions, ApiError> {
     })
 }
 
-fn delete_options(query: &Query, body: &[u8]) -> Result<DeleteOptions, ApiError> {
+pub(crate) fn delete_options(query: &Query, body: &[u8]) -> Result<DeleteOptions, ApiError> {
     let from_body: Value = if body.iter().all(u8::is_ascii_whitespace) {
         json!({})
     } else {
@@ -714,7 +773,7 @@ fn delete_options(query: &Query, body: &[u8]) -> Result<DeleteOptions, ApiError>
 ///
 /// An oversized body is still read to its end (up to [`MAX_DRAINED_BYTES`]) and thrown away,
 /// so that the client, which is still sending, receives the 413 instead of a broken pipe.
-async fn read_body(request: Request) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_body(request: Request) -> Result<Bytes, ApiError> {
     use http_body_util::BodyExt;
     let mut body = request.into_body();
     let mut collected = Vec::new();
@@ -741,7 +800,7 @@ async fn read_body(request: Request) -> Result<Bytes, ApiError> {
 /// How much of an oversized body is read and discarded before the connection is dropped.
 const MAX_DRAINED_BYTES: usize = 64 * 1024 * 1024;
 
-fn media_type(headers: &HeaderMap) -> String {
+pub(crate) fn media_type(headers: &HeaderMap) -> String {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -764,7 +823,7 @@ const BODY_TYPES: &str = "application/json, application/yaml, application/vnd.ku
 
 /// Decodes a JSON, YAML or Kubernetes protobuf body according to its Content-Type. A protobuf
 /// body becomes the same JSON value its JSON form would (see [`crate::protobuf`]).
-fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
+pub(crate) fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
     Ok(match media_type(headers).as_str() {
         "application/json" | "" => serde_json::from_slice(body)
             .map_err(|e| ApiError::BadRequest(format!("error decoding JSON body: {e}")))?,

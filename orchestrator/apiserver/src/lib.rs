@@ -12,15 +12,19 @@ pub mod client;
 pub mod discovery;
 pub mod encryption;
 pub mod error;
+pub mod fieldmanager;
+pub mod hpa_v1;
 pub mod http;
 pub mod meta;
 pub mod metrics;
 pub mod nodemetrics;
 pub mod openapi;
+pub mod openapi_v2;
 pub mod podlogs;
 pub mod protobuf;
 pub mod registry;
 pub mod resources;
+pub mod streams;
 pub mod table;
 pub mod watch;
 
@@ -124,6 +128,7 @@ pub fn router(server: Arc<ApiServer>) -> Router {
         .route("/api/{*rest}", any(http::dispatch))
         .route("/apis", any(http::dispatch))
         .route("/apis/{*rest}", any(http::dispatch))
+        .route("/openapi/v2", get(openapi_v2::document))
         .route("/openapi/v3", get(openapi::index))
         .route("/openapi/v3/{*path}", get(openapi::document))
         .route("/wharf/v1/artifacts", get(artifacts::list))

@@ -197,20 +197,6 @@ impl Collector {
     }
 }
 
-/// The agent endpoint of a Node object: its InternalIP and `daemonEndpoints` port.
-fn agent_endpoint(node: &Value) -> Option<String> {
-    let address = node
-        .pointer("/status/addresses")?
-        .as_array()?
-        .iter()
-        .find(|a| a["type"] == "InternalIP")?["address"]
-        .as_str()?;
-    let port = node
-        .pointer("/status/daemonEndpoints/kubeletEndpoint/Port")?
-        .as_u64()?;
-    Some(format!("{address}:{port}"))
-}
-
 /// Asks every node's agent for its summary, all at once.
 pub async fn collect(registry: &Registry, http: &reqwest::Client) -> Vec<NodeSummary> {
     let nodes = resources::find("", "v1", "nodes").expect("served");
@@ -220,9 +206,9 @@ pub async fn collect(registry: &Registry, http: &reqwest::Client) -> Vec<NodeSum
     let requests = list
         .items
         .iter()
-        .filter_map(agent_endpoint)
-        .map(|endpoint| {
-            let url = format!("http://{endpoint}{SUMMARY_PATH}");
+        .filter_map(crate::podlogs::agent_endpoint)
+        .map(|(address, port)| {
+            let url = format!("http://{address}:{port}{SUMMARY_PATH}");
             async move {
                 let response = http.get(&url).timeout(AGENT_TIMEOUT).send().await.ok()?;
                 if !response.status().is_success() {

@@ -42,6 +42,32 @@ fn container_of(pod: &Value, query: &Query) -> Result<String, ApiError> {
     }
 }
 
+/// Where a Node's agent listens: its InternalIP (loopback if it has none) and the port it
+/// publishes as `daemonEndpoints.kubeletEndpoint`.
+pub fn agent_endpoint(node: &Value) -> Option<(String, u16)> {
+    let address = node["status"]["addresses"]
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["type"] == "InternalIP"))
+        .and_then(|a| a["address"].as_str())
+        .unwrap_or("127.0.0.1");
+    let port = node
+        .pointer("/status/daemonEndpoints/kubeletEndpoint/Port")
+        .and_then(Value::as_u64)
+        .and_then(|p| u16::try_from(p).ok())?;
+    Some((address.to_owned(), port))
+}
+
+/// The agent endpoint of node `node_name`, or why it cannot be reached.
+pub async fn agent_of(registry: &Registry, node_name: &str) -> Result<(String, u16), ApiError> {
+    let nodes = resources::find("", "v1", "nodes").expect("served");
+    let node = registry.get(nodes, None, node_name).await?;
+    agent_endpoint(&node).ok_or_else(|| {
+        ApiError::Unavailable(format!(
+            "node {node_name} does not publish its agent endpoint"
+        ))
+    })
+}
+
 /// Serves a pod's logs by proxying to its node's agent.
 pub async fn serve(
     registry: &Registry,
@@ -58,21 +84,7 @@ pub async fn serve(
             "container {container:?} in pod {name:?} is waiting to start: the pod is not scheduled"
         )));
     };
-    let nodes = resources::find("", "v1", "nodes").expect("served");
-    let node = registry.get(nodes, None, node_name).await?;
-    let address = node["status"]["addresses"]
-        .as_array()
-        .and_then(|a| a.iter().find(|a| a["type"] == "InternalIP"))
-        .and_then(|a| a["address"].as_str())
-        .unwrap_or("127.0.0.1");
-    let port = node
-        .pointer("/status/daemonEndpoints/kubeletEndpoint/Port")
-        .and_then(Value::as_u64)
-        .ok_or_else(|| {
-            ApiError::Unavailable(format!(
-                "node {node_name} does not publish its agent endpoint"
-            ))
-        })?;
+    let (address, port) = agent_of(registry, node_name).await?;
     let mut url = format!("http://{address}:{port}/containerLogs/{namespace}/{name}/{container}");
     let options: Vec<String> = FORWARDED
         .iter()

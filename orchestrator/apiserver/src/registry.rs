@@ -3,7 +3,9 @@
 //! This is where system metadata is owned (uid, creationTimestamp, generation,
 //! resourceVersion, deletionTimestamp), where optimistic concurrency is enforced, where
 //! finalizers delay deletion, and where the status subresource separates spec writers from
-//! status writers. Objects are stored as JSON without `metadata.resourceVersion`; it is derived
+//! status writers. Every write records its field manager in `metadata.managedFields`, and
+//! server-side apply merges and checks ownership (see [`crate::fieldmanager`]).
+//! Objects are stored as JSON without `metadata.resourceVersion`; it is derived
 //! from the store's modification revision on every read, so it can never disagree with the
 //! store.
 
@@ -16,6 +18,7 @@ use wharf_store::{KeyValue, Precondition, Revision, Store, WatchStream, WriteOp}
 
 use crate::admission;
 use crate::error::{ApiError, Cause, Subject};
+use crate::fieldmanager::{self, Applied, Manager, Ownership};
 use crate::meta::{self, finalizers, meta_str, now_rfc3339, set_meta};
 use crate::resources::{self, Resource};
 
@@ -361,13 +364,46 @@ impl Registry {
         }
     }
 
-    /// Creates an object in `namespace` (ignored for cluster-scoped resources).
+    /// Creates an object in `namespace` (ignored for cluster-scoped resources), as the
+    /// in-process manager.
     pub async fn create(
+        &self,
+        resource: &Resource,
+        namespace: Option<&str>,
+        object: Value,
+        options: &WriteOptions,
+    ) -> Result<Value, ApiError> {
+        self.create_as(resource, namespace, object, options, &Manager::in_process())
+            .await
+    }
+
+    /// Creates an object as `manager`, who then owns every field it set (its
+    /// `metadata.managedFields` entry).
+    pub async fn create_as(
+        &self,
+        resource: &Resource,
+        namespace: Option<&str>,
+        object: Value,
+        options: &WriteOptions,
+        manager: &Manager,
+    ) -> Result<Value, ApiError> {
+        self.create_owned(
+            resource,
+            namespace,
+            object,
+            options,
+            &Ownership::Update(manager),
+        )
+        .await
+    }
+
+    async fn create_owned(
         &self,
         resource: &Resource,
         namespace: Option<&str>,
         mut object: Value,
         options: &WriteOptions,
+        ownership: &Ownership<'_>,
     ) -> Result<Value, ApiError> {
         let namespace = if resource.namespaced {
             let namespace = namespace.unwrap_or("default");
@@ -418,6 +454,9 @@ impl Registry {
             map.remove("status");
         }
         let mut object = self.admit(resource, object, &name)?;
+        // Ownership covers what the client sent and the defaults, not what the server adds
+        // below (tolerations, a Job's selector, a Service's addresses), as in Kubernetes.
+        fieldmanager::record(resource, Part::Main, None, &mut object, ownership)?;
         if resource.kind == "Pod" {
             add_default_toleration_seconds(&mut object);
         }
@@ -547,7 +586,8 @@ impl Registry {
         Ok(object)
     }
 
-    /// Replaces an object (PUT). A resourceVersion in the body is a precondition.
+    /// Replaces an object (PUT) as the in-process manager. A resourceVersion in the body is a
+    /// precondition.
     pub async fn update(
         &self,
         resource: &Resource,
@@ -556,6 +596,30 @@ impl Registry {
         object: Value,
         part: Part,
         options: &WriteOptions,
+    ) -> Result<Value, ApiError> {
+        self.update_as(
+            resource,
+            namespace,
+            name,
+            object,
+            part,
+            options,
+            &Manager::in_process(),
+        )
+        .await
+    }
+
+    /// Replaces an object (PUT) as `manager`, who takes over the fields it changes.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn update_as(
+        &self,
+        resource: &Resource,
+        namespace: Option<&str>,
+        name: &str,
+        object: Value,
+        part: Part,
+        options: &WriteOptions,
+        manager: &Manager,
     ) -> Result<Value, ApiError> {
         match meta_str(&object, "name") {
             Some(body_name) if body_name != name => {
@@ -586,6 +650,7 @@ impl Registry {
             part,
             options,
             expected,
+            &Ownership::Update(manager),
             |current| {
                 check_uid(resource, name, body_uid, current)?;
                 Ok(object.clone())
@@ -594,7 +659,8 @@ impl Registry {
         .await
     }
 
-    /// Patches an object. A resourceVersion in the patch is a precondition.
+    /// Patches an object as the in-process manager. A resourceVersion in the patch is a
+    /// precondition.
     #[allow(clippy::too_many_arguments)]
     pub async fn patch(
         &self,
@@ -606,18 +672,33 @@ impl Registry {
         part: Part,
         options: &WriteOptions,
     ) -> Result<Value, ApiError> {
-        let expected = patch
-            .pointer("/metadata/resourceVersion")
-            .and_then(Value::as_str)
-            .filter(|rv| !rv.is_empty())
-            .map(parse_resource_version)
-            .transpose()?;
-        // As in an update, a uid in the patch is a precondition, not a change: the garbage
-        // collector and the controllers rely on it to never patch a newer object of the name.
-        let patch_uid = patch
-            .pointer("/metadata/uid")
-            .and_then(Value::as_str)
-            .filter(|u| !u.is_empty());
+        self.patch_as(
+            resource,
+            namespace,
+            name,
+            patch_type,
+            patch,
+            part,
+            options,
+            &Manager::in_process(),
+        )
+        .await
+    }
+
+    /// Patches an object as `manager`, who takes over the fields it changes.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn patch_as(
+        &self,
+        resource: &Resource,
+        namespace: Option<&str>,
+        name: &str,
+        patch_type: PatchType,
+        patch: &Value,
+        part: Part,
+        options: &WriteOptions,
+        manager: &Manager,
+    ) -> Result<Value, ApiError> {
+        let (expected, patch_uid) = preconditions_of(patch)?;
         self.guaranteed_update(
             resource,
             namespace,
@@ -625,12 +706,106 @@ impl Registry {
             part,
             options,
             expected,
+            &Ownership::Update(manager),
             |current| {
                 check_uid(resource, name, patch_uid, current)?;
                 apply_patch(current, patch_type, patch)
             },
         )
         .await
+    }
+
+    /// Server-side apply (`PATCH` with `application/apply-patch+yaml`): merges the applied
+    /// configuration `config` into the object (creating it if absent, for the main part),
+    /// removes what `manager` applied before and omits now (unless another manager owns it),
+    /// and records that `manager` owns exactly what it applied. Changing a field another
+    /// manager owns is a conflict (409, one cause per field) unless `force`. Returns the
+    /// object and whether it was created.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn apply(
+        &self,
+        resource: &Resource,
+        namespace: Option<&str>,
+        name: &str,
+        config: Value,
+        part: Part,
+        options: &WriteOptions,
+        manager: Manager,
+        force: bool,
+    ) -> Result<(Value, bool), ApiError> {
+        if let Some(body_name) = config.pointer("/metadata/name").and_then(Value::as_str)
+            && body_name != name
+        {
+            return Err(ApiError::BadRequest(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )));
+        }
+        for (field, expected) in [
+            ("kind", resource.kind.to_owned()),
+            ("apiVersion", resource.api_version()),
+        ] {
+            match config.get(field).and_then(Value::as_str) {
+                Some(given) if given == expected => {}
+                Some(given) => {
+                    return Err(ApiError::BadRequest(format!(
+                        "the {field} of the applied configuration ({given}) does not match the request path ({expected})"
+                    )));
+                }
+                None => {
+                    return Err(ApiError::BadRequest(format!(
+                        "{field} must be set in the applied configuration"
+                    )));
+                }
+            }
+        }
+        let (expected, config_uid) = preconditions_of(&config)?;
+        let config_uid = config_uid.map(str::to_owned);
+        let applied = Applied::new(resource, part, config, manager, force)?;
+        loop {
+            match self.get(resource, namespace, name).await {
+                Err(ApiError::NotFound(_)) if part == Part::Main && expected.is_none() => {
+                    let mut object = applied.merge_into(resource, None);
+                    set_meta(&mut object, "name", json!(name));
+                    set_meta(&mut object, "uid", Value::Null);
+                    match self
+                        .create_owned(
+                            resource,
+                            namespace,
+                            object,
+                            options,
+                            &Ownership::Apply(&applied),
+                        )
+                        .await
+                    {
+                        // Someone created it meanwhile: apply to theirs.
+                        Err(ApiError::AlreadyExists(_)) => continue,
+                        result => return result.map(|object| (object, true)),
+                    }
+                }
+                Err(e) => return Err(e),
+                Ok(_) => {}
+            }
+            let result = self
+                .guaranteed_update(
+                    resource,
+                    namespace,
+                    name,
+                    part,
+                    options,
+                    expected,
+                    &Ownership::Apply(&applied),
+                    |current| {
+                        check_uid(resource, name, config_uid.as_deref(), current)?;
+                        Ok(applied.merge_into(resource, Some(current)))
+                    },
+                )
+                .await;
+            match result {
+                // Deleted meanwhile: create it.
+                Err(ApiError::NotFound(_)) if part == Part::Main && expected.is_none() => continue,
+                result => return result.map(|object| (object, false)),
+            }
+        }
     }
 
     /// Reads, transforms and writes an object, retrying when another writer got in between
@@ -644,6 +819,7 @@ impl Registry {
         part: Part,
         options: &WriteOptions,
         expected: Option<Revision>,
+        ownership: &Ownership<'_>,
         transform: impl Fn(&Value) -> Result<Value, ApiError>,
     ) -> Result<Value, ApiError> {
         let subject = Subject::new(resource, name);
@@ -665,6 +841,7 @@ impl Registry {
             }
             let requested = transform(&current)?;
             let mut next = self.prepare_update(resource, &current, requested, part)?;
+            fieldmanager::record(resource, part, Some(&current), &mut next, ownership)?;
             if meta::comparable(&next) == meta::comparable(&current) {
                 return Ok(current);
             }
@@ -1153,6 +1330,23 @@ fn check_uid(
         )),
         _ => Ok(()),
     }
+}
+
+/// The preconditions a patch or an applied configuration carries: a resourceVersion the object
+/// must be at, and a uid it must have (the garbage collector and the controllers rely on the
+/// uid never letting them patch a newer object of the name).
+fn preconditions_of(patch: &Value) -> Result<(Option<Revision>, Option<&str>), ApiError> {
+    let expected = patch
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .filter(|rv| !rv.is_empty())
+        .map(parse_resource_version)
+        .transpose()?;
+    let uid = patch
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .filter(|u| !u.is_empty());
+    Ok((expected, uid))
 }
 
 /// Applies a patch of the given type to an object.

@@ -31,6 +31,7 @@ fn columns(kind: &str) -> Vec<Column> {
             col("Status", "string", 0),
             col("Restarts", "string", 0),
             age,
+            col("Runtime", "string", 0),
             col("IP", "string", 1),
             col("Node", "string", 1),
         ],
@@ -100,6 +101,70 @@ fn columns(kind: &str) -> Vec<Column> {
         ],
         _ => vec![name, age],
     }
+}
+
+/// A pod's STATUS cell as kubectl prints it: the reason of a waiting or terminated container
+/// (`ContainerCreating`, `CrashLoopBackOff`, `OOMKilled`, `Completed`, ...) over the phase, and
+/// `Terminating` once deleted.
+fn pod_status(pod: &Value) -> String {
+    let mut reason = pod
+        .pointer("/status/reason")
+        .and_then(Value::as_str)
+        .or_else(|| pod.pointer("/status/phase").and_then(Value::as_str))
+        .unwrap_or("Pending")
+        .to_owned();
+    let statuses = pod
+        .pointer("/status/containerStatuses")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut running = false;
+    for status in statuses.iter().rev() {
+        let state = &status["state"];
+        if let Some(why) = state["waiting"]["reason"]
+            .as_str()
+            .filter(|r| !r.is_empty())
+        {
+            reason = why.to_owned();
+        } else if state["terminated"].is_object() {
+            let terminated = &state["terminated"];
+            reason = match terminated["reason"].as_str().filter(|r| !r.is_empty()) {
+                Some(why) => why.to_owned(),
+                None => match terminated["signal"].as_i64().filter(|s| *s != 0) {
+                    Some(signal) => format!("Signal:{signal}"),
+                    None => format!("ExitCode:{}", terminated["exitCode"].as_i64().unwrap_or(0)),
+                },
+            };
+        } else if state["running"].is_object() && status["ready"] == true {
+            running = true;
+        }
+    }
+    if reason == "Completed" && running {
+        reason = "Running".into();
+    }
+    if pod.pointer("/metadata/deletionTimestamp").is_some() {
+        reason = "Terminating".into();
+    }
+    reason
+}
+
+/// Which runtime runs a pod: its runtime class, else what its node reported (the scheme of a
+/// container id), else `<pending>` until the node decides.
+fn pod_runtime(pod: &Value) -> String {
+    if let Some(class) = pod
+        .pointer("/spec/runtimeClassName")
+        .and_then(Value::as_str)
+        .filter(|c| !c.is_empty())
+    {
+        return class.to_owned();
+    }
+    pod.pointer("/status/containerStatuses")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find_map(|s| s["containerID"].as_str()?.split_once("://").map(|(r, _)| r))
+        .unwrap_or("<pending>")
+        .to_owned()
 }
 
 /// An HPA's TARGETS cell as kubectl prints it: `cpu: 75%/50%` per metric (`<unknown>` before
@@ -239,13 +304,7 @@ fn cells(kind: &str, object: &Value, now: k8s_openapi::jiff::Timestamp) -> Vec<V
                 .iter()
                 .map(|s| s["restartCount"].as_i64().unwrap_or(0))
                 .sum();
-            let mut status = text("/status/phase");
-            if status.is_empty() {
-                status = "Pending".into();
-            }
-            if object.pointer("/metadata/deletionTimestamp").is_some() {
-                status = "Terminating".into();
-            }
+            let status = pod_status(object);
             let ip = text("/status/podIP");
             let node = text("/spec/nodeName");
             vec![
@@ -254,6 +313,7 @@ fn cells(kind: &str, object: &Value, now: k8s_openapi::jiff::Timestamp) -> Vec<V
                 json!(status),
                 json!(restarts.to_string()),
                 age,
+                json!(pod_runtime(object)),
                 json!(if ip.is_empty() { "<none>".into() } else { ip }),
                 json!(if node.is_empty() {
                     "<none>".into()
@@ -565,6 +625,51 @@ mod tests {
         assert_eq!(human_duration(30 * 3600), "30h");
         assert_eq!(human_duration(3 * 86_400 + 3600), "3d1h");
         assert_eq!(human_duration(400 * 86_400), "400d");
+    }
+
+    #[test]
+    fn pod_rows_show_the_container_reason_and_the_runtime() {
+        let resource = crate::resources::find("", "v1", "pods").unwrap();
+        let pod = |status: Value, class: Option<&str>| {
+            let mut pod = json!({
+                "metadata": {"name": "p", "creationTimestamp": "2026-01-01T00:00:00Z"},
+                "spec": {"containers": [{"name": "app"}]},
+                "status": status,
+            });
+            if let Some(class) = class {
+                pod["spec"]["runtimeClassName"] = json!(class);
+            }
+            pod
+        };
+        let row = |pod: Value| table(resource, &[pod], Some(3), None)["rows"][0]["cells"].clone();
+        let crashing = row(pod(
+            json!({"phase": "Running", "containerStatuses": [{"name": "app", "ready": false,
+                "restartCount": 4, "containerID": "runc://abc",
+                "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}),
+            None,
+        ));
+        assert_eq!(crashing[2], "CrashLoopBackOff");
+        assert_eq!(crashing[5], "runc", "runtime from the container id");
+        let oom = row(pod(
+            json!({"phase": "Running", "containerStatuses": [{"name": "app",
+                "state": {"terminated": {"reason": "OOMKilled", "exitCode": 137}}}]}),
+            Some("wasmtime"),
+        ));
+        assert_eq!(
+            (&oom[2], &oom[5]),
+            (&json!("OOMKilled"), &json!("wasmtime"))
+        );
+        let running = row(pod(
+            json!({"phase": "Running", "containerStatuses": [{"name": "app", "ready": true,
+                "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}]}),
+            Some("wasmtime"),
+        ));
+        assert_eq!(running[2], "Running");
+        let pending = row(pod(json!({}), None));
+        assert_eq!(
+            (&pending[2], &pending[5]),
+            (&json!("Pending"), &json!("<pending>"))
+        );
     }
 
     #[test]

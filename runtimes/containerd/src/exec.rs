@@ -7,22 +7,35 @@
 //! container's, captured in memory up to [`EXEC_OUTPUT_LIMIT`] each. The process is started,
 //! waited for (containerd's `Wait` with the exec id) under the request's deadline — past it,
 //! it is killed — and always deleted, which closes its side of the FIFOs.
+//!
+//! An interactive exec ([`exec_stream`]) is the same process with its streams handed to the
+//! caller: a stdin FIFO when asked for (closed with containerd's `CloseIO` when the caller
+//! closes stdin), a terminal when asked for (one output, resized with `ResizePty`), and a
+//! supervising task that waits for the process, lets its output drain, deletes it and
+//! reports the exit code — or kills it when the caller drops the session.
 
 use std::path::Path;
 use std::time::Duration;
 
+use bytes::Bytes;
 use containerd_client::services::v1::{
-    DeleteProcessRequest, ExecProcessRequest, GetContainerRequest, KillRequest, StartRequest,
-    WaitRequest,
+    CloseIoRequest, DeleteProcessRequest, ExecProcessRequest, GetContainerRequest, KillRequest,
+    ResizePtyRequest, StartRequest, WaitRequest,
 };
 use containerd_client::tonic::Code;
 use prost_types::Any;
 use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+use tokio::net::unix::pipe;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use wharf_runtime::{EXEC_OUTPUT_LIMIT, ExecOutput, ExecRequest, RuntimeError};
+use wharf_runtime::{
+    EXEC_OUTPUT_LIMIT, ExecOutput, ExecRequest, ExecSession, RuntimeError, TerminalSize,
+};
 
 use crate::client::{Client, is_not_found, status_error, unique_suffix};
-use crate::io::Fifos;
+use crate::io::{Fifos, stream};
 
 /// The type containerd stores an OCI process spec as.
 const PROCESS_TYPE: &str = "types.containerd.io/opencontainers/runtime-spec/1/Process";
@@ -94,7 +107,158 @@ pub(crate) async fn exec(
     result
 }
 
+/// Starts `request` in container `id`'s task with its streams handed back; see
+/// [`Runtime::exec_stream`](wharf_runtime::Runtime::exec_stream) for the contract. The caller
+/// has checked that the container runs. Not cancellation-safe while it starts the process:
+/// run it in a task of its own. Once it has returned, the session's supervisor owns the
+/// process.
+pub(crate) async fn exec_stream(
+    client: Client,
+    fifo_root: &Path,
+    id: &str,
+    request: ExecRequest,
+) -> Result<ExecSession, RuntimeError> {
+    if request.command.is_empty() {
+        return Err(RuntimeError::StartFailed(
+            "exec needs a command, and none was given".into(),
+        ));
+    }
+    let process = ExecProcess {
+        client,
+        container_id: id.to_owned(),
+        exec_id: format!("exec-{}", unique_suffix()),
+    };
+    let fifos = Fifos::for_exec(fifo_root, id, &process.exec_id);
+    let opened = fifos.create().and_then(|()| {
+        let stdin = match request.stdin {
+            true => Some(fifos.create_stdin()?),
+            false => None,
+        };
+        let (stdout, stderr) = fifos.open_outputs(!request.tty)?;
+        Ok((stdin, stdout, stderr))
+    });
+    let (stdin_pipe, stdout_pipe, stderr_pipe) = opened.map_err(|e| {
+        fifos.remove();
+        RuntimeError::StartFailed(format!("cannot make the exec's FIFOs: {e}"))
+    })?;
+    if let Err(e) = process.start(&fifos, &request).await {
+        process.delete().await;
+        fifos.remove();
+        return Err(e);
+    }
+
+    let (stop, stopped) = watch::channel(false);
+    let (stdout_sender, stdout) = mpsc::channel(STREAM_CHUNKS);
+    let mut readers = vec![tokio::spawn(stream(
+        stdout_pipe,
+        stdout_sender,
+        stopped.clone(),
+    ))];
+    let stderr = stderr_pipe.map(|pipe| {
+        let (sender, receiver) = mpsc::channel(STREAM_CHUNKS);
+        readers.push(tokio::spawn(stream(pipe, sender, stopped)));
+        receiver
+    });
+    let mut helpers = Vec::new();
+    let stdin = stdin_pipe.map(|pipe| {
+        let (sender, receiver) = mpsc::channel(STREAM_CHUNKS);
+        helpers.push(tokio::spawn(feed_stdin(pipe, receiver, process.clone())));
+        sender
+    });
+    let (resize, sizes) = mpsc::channel(4);
+    if request.tty {
+        helpers.push(tokio::spawn(follow_resizes(sizes, process.clone())));
+    }
+    let (exit_sender, exit) = oneshot::channel();
+    tokio::spawn(supervise(
+        process,
+        fifos,
+        exit_sender,
+        stop,
+        readers,
+        helpers,
+    ));
+    Ok(ExecSession {
+        stdin,
+        stdout,
+        stderr,
+        resize,
+        exit,
+    })
+}
+
+/// How many chunks of a stream may wait between the FIFO and the session's reader (or
+/// writer): enough to keep the pipe flowing, few enough to push back on a fast producer.
+const STREAM_CHUNKS: usize = 16;
+
+/// Writes what the session sends to the process's stdin, and closes its stdin when the
+/// session closes the sender.
+async fn feed_stdin(
+    mut pipe: pipe::Sender,
+    mut chunks: mpsc::Receiver<Bytes>,
+    process: ExecProcess,
+) {
+    while let Some(chunk) = chunks.recv().await {
+        if pipe.write_all(&chunk).await.is_err() {
+            break;
+        }
+    }
+    drop(pipe);
+    process.close_stdin().await;
+}
+
+/// Passes the session's terminal sizes on to the process's terminal.
+async fn follow_resizes(mut sizes: mpsc::Receiver<TerminalSize>, process: ExecProcess) {
+    while let Some(size) = sizes.recv().await {
+        process.resize(size).await;
+    }
+}
+
+/// Owns a started interactive exec: waits for it to end (or kills it when the session's
+/// exit receiver is dropped), deletes it, lets its output drain (for up to
+/// [`OUTPUT_GRACE`] after it ended while nothing arrives), removes the FIFOs and reports the
+/// exit code.
+async fn supervise(
+    process: ExecProcess,
+    fifos: Fifos,
+    mut exit: oneshot::Sender<Result<i32, RuntimeError>>,
+    stop: watch::Sender<bool>,
+    readers: Vec<JoinHandle<()>>,
+    helpers: Vec<JoinHandle<()>>,
+) {
+    let ended = tokio::select! {
+        ended = process.wait() => Some(ended),
+        () = exit.closed() => None,
+    };
+    let Some(ended) = ended else {
+        // The session is gone: nobody reads or writes any more.
+        process.kill_and_delete().await;
+        for task in readers.iter().chain(&helpers) {
+            task.abort();
+        }
+        fifos.remove();
+        return;
+    };
+    process.delete().await;
+    for task in &helpers {
+        task.abort();
+    }
+    let stopper = tokio::spawn(async move {
+        tokio::time::sleep(OUTPUT_GRACE).await;
+        let _ = stop.send(true);
+        // Held until here: the readers take a dropped sender for a stop.
+        stop.closed().await;
+    });
+    for reader in readers {
+        let _ = reader.await;
+    }
+    stopper.abort();
+    fifos.remove();
+    let _ = exit.send(ended);
+}
+
 /// One exec process of a container's task, by its ids.
+#[derive(Clone)]
 struct ExecProcess {
     client: Client,
     container_id: String,
@@ -104,14 +268,39 @@ struct ExecProcess {
 impl ExecProcess {
     /// Adds the process to the task, starts it and waits for its exit code.
     async fn run(&self, fifos: &Fifos, request: &ExecRequest) -> Result<i32, RuntimeError> {
+        self.start(fifos, request).await?;
+        self.wait().await
+    }
+
+    /// Waits for the started process to end and returns its exit code.
+    async fn wait(&self) -> Result<i32, RuntimeError> {
+        let response = self
+            .client
+            .tasks()
+            .wait(self.wait_request())
+            .await
+            .map_err(|e| status_error("wait for an exec process", e))?;
+        Ok(response.into_inner().exit_status as i32)
+    }
+
+    /// Adds the process to the task and starts it: with the stdin FIFO when
+    /// [`ExecRequest::stdin`] is set, and on a terminal (stdout only) when
+    /// [`ExecRequest::tty`] is.
+    async fn start(&self, fifos: &Fifos, request: &ExecRequest) -> Result<(), RuntimeError> {
         let spec = exec_process_spec(&self.container_spec().await?, request)
             .map_err(RuntimeError::StartFailed)?;
         let add = ExecProcessRequest {
             container_id: self.container_id.clone(),
-            stdin: String::new(),
+            stdin: match request.stdin {
+                true => fifos.stdin().display().to_string(),
+                false => String::new(),
+            },
             stdout: fifos.stdout.display().to_string(),
-            stderr: fifos.stderr.display().to_string(),
-            terminal: false,
+            stderr: match request.tty {
+                true => String::new(),
+                false => fifos.stderr.display().to_string(),
+            },
+            terminal: request.tty,
             spec: Some(Any {
                 type_url: PROCESS_TYPE.into(),
                 value: serde_json::to_vec(&spec).map_err(|e| RuntimeError::Other(e.to_string()))?,
@@ -143,13 +332,36 @@ impl ExecProcess {
                 Code::Unavailable => status_error("start an exec process", e),
                 _ => RuntimeError::StartFailed(e.message().to_owned()),
             })?;
-        let response = self
-            .client
-            .tasks()
-            .wait(self.wait_request())
-            .await
-            .map_err(|e| status_error("wait for an exec process", e))?;
-        Ok(response.into_inner().exit_status as i32)
+        Ok(())
+    }
+
+    /// Closes the process's stdin: the shim holds the stdin FIFO open for writing itself
+    /// (so that the process does not see an end when a client reconnects), and only
+    /// `CloseIO` makes it let go.
+    async fn close_stdin(&self) {
+        let request = CloseIoRequest {
+            container_id: self.container_id.clone(),
+            exec_id: self.exec_id.clone(),
+            stdin: true,
+        };
+        if let Err(e) = self.client.tasks().close_io(request).await
+            && !is_not_found(&e)
+        {
+            tracing::debug!(exec = %self.exec_id, error = %e, "cannot close an exec's stdin");
+        }
+    }
+
+    /// Sets the size of the process's terminal.
+    async fn resize(&self, size: TerminalSize) {
+        let request = ResizePtyRequest {
+            container_id: self.container_id.clone(),
+            exec_id: self.exec_id.clone(),
+            width: size.width.into(),
+            height: size.height.into(),
+        };
+        if let Err(e) = self.client.tasks().resize_pty(request).await {
+            tracing::debug!(exec = %self.exec_id, error = %e, "cannot resize an exec's terminal");
+        }
     }
 
     /// The container's OCI runtime spec, as containerd keeps it.
@@ -232,7 +444,8 @@ impl ExecProcess {
 
 /// The OCI process spec of an exec: the container's `process` (user, working directory,
 /// environment, capabilities, rlimits, ...) with the request's arguments, its environment
-/// added (replacing variables of the same name), and no terminal.
+/// added (replacing variables of the same name), and a terminal only when asked for (of the
+/// requested size, with `TERM=xterm` unless the environment names a terminal type).
 fn exec_process_spec(container_spec: &Value, request: &ExecRequest) -> Result<Value, String> {
     let mut process = container_spec
         .get("process")
@@ -243,8 +456,14 @@ fn exec_process_spec(container_spec: &Value, request: &ExecRequest) -> Result<Va
         .as_object_mut()
         .ok_or("the container's process is not an object")?;
     fields.insert("args".into(), Value::from(request.command.clone()));
-    fields.insert("terminal".into(), Value::Bool(false));
+    fields.insert("terminal".into(), Value::Bool(request.tty));
     fields.remove("consoleSize");
+    if let (true, Some(size)) = (request.tty, request.terminal_size) {
+        fields.insert(
+            "consoleSize".into(),
+            serde_json::json!({"height": size.height, "width": size.width}),
+        );
+    }
     let mut env: Vec<String> = fields
         .get("env")
         .and_then(Value::as_array)
@@ -261,6 +480,10 @@ fn exec_process_spec(container_spec: &Value, request: &ExecRequest) -> Result<Va
             Some(existing) => *existing = assignment,
             None => env.push(assignment),
         }
+    }
+    // A terminal needs a type for programs to draw on it; the CRI plugin sets the same.
+    if request.tty && !env.iter().any(|var| var.starts_with("TERM=")) {
+        env.push("TERM=xterm".into());
     }
     fields.insert("env".into(), Value::from(env));
     Ok(process)

@@ -6,16 +6,20 @@
 //! agent opens them again to go on reading.
 //!
 //! Exec'd processes get FIFOs of their own beside the container's, whose output is captured
-//! into memory up to a limit ([`Fifos::capture`]) instead of going to the log.
+//! into memory up to a limit ([`Fifos::capture`]) instead of going to the log, or, for an
+//! interactive exec, streamed to its caller as it arrives ([`stream`]) with a third FIFO for
+//! its stdin ([`Fifos::create_stdin`]).
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use rustix::fs::{CWD, Mode, mkfifoat};
 use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use wharf_runtime::logs::{LogFile, Stream};
 
@@ -56,6 +60,34 @@ impl Fifos {
             mkfifoat(CWD, path, Mode::from_raw_mode(0o600))?;
         }
         Ok(())
+    }
+
+    /// The stdin FIFO of an interactive exec, beside its output FIFOs.
+    pub(crate) fn stdin(&self) -> PathBuf {
+        self.dir.join("stdin")
+    }
+
+    /// Makes the stdin FIFO (after [`Fifos::create`]) and opens it for writing. It is opened
+    /// read-write, which Linux allows for a FIFO, so that the open neither fails nor waits
+    /// before the shim has opened it for reading.
+    pub(crate) fn create_stdin(&self) -> std::io::Result<pipe::Sender> {
+        let path = self.stdin();
+        mkfifoat(CWD, &path, Mode::from_raw_mode(0o600))?;
+        pipe::OpenOptions::new().read_write(true).open_sender(&path)
+    }
+
+    /// Opens the stdout FIFO, and the stderr FIFO unless `with_stderr` is false (a terminal
+    /// has one output), for reading without blocking, as [`Fifos::copy_to_log`] does.
+    pub(crate) fn open_outputs(
+        &self,
+        with_stderr: bool,
+    ) -> std::io::Result<(pipe::Receiver, Option<pipe::Receiver>)> {
+        let stdout = pipe::OpenOptions::new().open_receiver(&self.stdout)?;
+        let stderr = match with_stderr {
+            true => Some(pipe::OpenOptions::new().open_receiver(&self.stderr)?),
+            false => None,
+        };
+        Ok((stdout, stderr))
     }
 
     /// Removes the FIFOs and their directory.
@@ -158,6 +190,38 @@ async fn keep_first(mut from: pipe::Receiver, to: Arc<Mutex<Captured>>, limit: u
         match from.read(&mut buffer).await {
             Ok(0) => break,
             Ok(n) => lock(&to).keep(&buffer[..n], limit),
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read an exec'd process's output");
+                break;
+            }
+        }
+    }
+}
+
+/// Sends what arrives on a FIFO to `to`, chunk by chunk, until the FIFO's end, until `to` is
+/// dropped, or until `stop` becomes true while no data is waiting (a process the command left
+/// in the background may hold the FIFO open after the command ended). Sending waits for the
+/// receiver, so a slow reader slows the writer down instead of losing output.
+pub(crate) async fn stream(
+    mut from: pipe::Receiver,
+    to: mpsc::Sender<Bytes>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut buffer = vec![0; 32 * 1024];
+    loop {
+        let read = tokio::select! {
+            biased;
+            read = from.read(&mut buffer) => read,
+            _ = stop.wait_for(|stop| *stop) => break,
+        };
+        match read {
+            Ok(0) => break,
+            Ok(n) => {
+                if to.send(Bytes::copy_from_slice(&buffer[..n])).await.is_err() {
+                    break;
+                }
+            }
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read an exec'd process's output");

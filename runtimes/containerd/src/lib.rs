@@ -10,7 +10,9 @@
 //!   task (runc through containerd's `io.containerd.runc.v2` shim) with stdout and stderr on
 //!   FIFOs copied into the CRI log file (module `io`).
 //! - `exec` runs a command as an exec process of the container's task, with the container's
-//!   process settings and its output captured in memory (module `exec`).
+//!   process settings and its output captured in memory (module `exec`); `exec_stream` runs
+//!   one interactively, its stdin, stdout and stderr (or terminal) on FIFOs streamed to and
+//!   from the caller.
 //! - A task per running container is watched: its exit becomes an [`Exit`] (137 for SIGKILL,
 //!   143 for SIGTERM, `OOMKilled` when the cgroup's OOM killer struck), the task is deleted at
 //!   once so its shim goes away, and the exit is recorded on the container record, so that an
@@ -53,8 +55,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use wharf_runtime::logs::LogFile;
 use wharf_runtime::{
-    ContainerConfig, ContainerState, ContainerStats, ExecOutput, ExecRequest, Exit, HttpHandler,
-    Lifecycle, Runtime, RuntimeError, Signal,
+    ContainerConfig, ContainerState, ContainerStats, ExecOutput, ExecRequest, ExecSession, Exit,
+    HttpHandler, Lifecycle, Runtime, RuntimeError, Signal,
 };
 
 use crate::client::{Client, is_already_exists, is_not_found, status_error};
@@ -752,6 +754,28 @@ impl Runtime for ContainerdRuntime {
         // its timeout at the latest, and deletes it.
         let (client, fifo_root, id) = (self.client.clone(), self.fifo_root(), id.to_owned());
         tokio::spawn(async move { exec::exec(client, &fifo_root, &id, request).await })
+            .await
+            .map_err(|e| other(format!("the exec task failed: {e}")))?
+    }
+
+    async fn exec_stream(
+        &self,
+        id: &str,
+        request: ExecRequest,
+    ) -> Result<ExecSession, RuntimeError> {
+        self.with_container(id, |container| match container.life.borrow().state() {
+            ContainerState::Running => Ok(()),
+            state => Err(RuntimeError::InvalidState {
+                id: id.to_owned(),
+                state: state.name(),
+                operation: "exec",
+            }),
+        })?;
+        // Started in a task of its own, as `exec` is: a caller who gives up while the process
+        // starts does not leave it behind (the session it would have got is dropped, which
+        // kills the process).
+        let (client, fifo_root, id) = (self.client.clone(), self.fifo_root(), id.to_owned());
+        tokio::spawn(async move { exec::exec_stream(client, &fifo_root, &id, request).await })
             .await
             .map_err(|e| other(format!("the exec task failed: {e}")))?
     }

@@ -5,7 +5,8 @@
 //! grace periods, secret and config injection — so a runtime only prepares artifacts and runs,
 //! signals, waits for and removes containers. Workload details reach a runtime through the
 //! narrow [`ContainerConfig`], never the pod spec. Commands run inside a running container
-//! through [`Runtime::exec`] (exec probes, `kubectl exec` without stdin or a TTY).
+//! through [`Runtime::exec`] (exec probes) or, with streams, [`Runtime::exec_stream`]
+//! (`kubectl exec`, with stdin and a TTY).
 //!
 //! This crate knows nothing about the Kubernetes API, redb or HTTP routing.
 
@@ -182,8 +183,18 @@ pub struct ExecRequest {
     /// already has takes the new value.
     pub env: Vec<(String, String)>,
     /// The longest the command may run. When it has not exited by then, it is killed and exec
-    /// fails with [`RuntimeError::TimedOut`].
+    /// fails with [`RuntimeError::TimedOut`]. [`Runtime::exec_stream`] ignores it: an
+    /// interactive command runs until it exits or its session is dropped.
     pub timeout: Duration,
+    /// Whether the command gets a stdin ([`ExecSession::stdin`]); without it, its stdin is
+    /// empty. Only [`Runtime::exec_stream`] reads it.
+    pub stdin: bool,
+    /// Whether the command runs on a terminal (`kubectl exec -t`): its stdout and stderr are
+    /// both the terminal's output, which arrives on [`ExecSession::stdout`]. Only
+    /// [`Runtime::exec_stream`] reads it.
+    pub tty: bool,
+    /// The terminal's size at the start, when [`ExecRequest::tty`] is set.
+    pub terminal_size: Option<TerminalSize>,
 }
 
 impl ExecRequest {
@@ -194,8 +205,42 @@ impl ExecRequest {
             command,
             env: Vec::new(),
             timeout,
+            stdin: false,
+            tty: false,
+            terminal_size: None,
         }
     }
+}
+
+/// The size of a terminal, in characters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TerminalSize {
+    /// Columns.
+    pub width: u16,
+    /// Rows.
+    pub height: u16,
+}
+
+/// An interactive command running inside a container, started by [`Runtime::exec_stream`].
+///
+/// The streams are channels of byte chunks: the command's output arrives as it is written
+/// (each receiver ends once the command has ended and its output is read), and what is sent
+/// to [`ExecSession::stdin`] is written to its stdin; dropping that sender closes the
+/// command's stdin (end of file). Dropping [`ExecSession::exit`] before the command has
+/// ended — the client went away — kills the command, so no session outlives its caller.
+#[derive(Debug)]
+pub struct ExecSession {
+    /// The command's stdin, when [`ExecRequest::stdin`] was set.
+    pub stdin: Option<tokio::sync::mpsc::Sender<Bytes>>,
+    /// The command's stdout (with a TTY: the terminal's output).
+    pub stdout: tokio::sync::mpsc::Receiver<Bytes>,
+    /// The command's stderr; `None` with a TTY, whose output is all on stdout.
+    pub stderr: Option<tokio::sync::mpsc::Receiver<Bytes>>,
+    /// New terminal sizes, when [`ExecRequest::tty`] was set (ignored otherwise).
+    pub resize: tokio::sync::mpsc::Sender<TerminalSize>,
+    /// The command's exit code (128 + N when signal N ended it), once it has ended and its
+    /// output has been read (so a caller that drains the output first misses none of it).
+    pub exit: tokio::sync::oneshot::Receiver<Result<i32, RuntimeError>>,
 }
 
 /// How an exec'd command ended and what it printed.
@@ -276,10 +321,24 @@ pub trait Runtime: Send + Sync + 'static {
     /// Cancellation: dropping the future does not leave the command behind; it is still
     /// killed at its timeout and its resources released.
     ///
-    /// An interactive variant for `kubectl exec -it` (stdin, a TTY and its size, output
-    /// streamed as it comes) will be a separate method taking the same [`ExecRequest`] and
-    /// returning a session of streams, so this one and its callers stay as they are.
+    /// The interactive variant for `kubectl exec -it` is [`Runtime::exec_stream`].
     async fn exec(&self, id: &str, request: ExecRequest) -> Result<ExecOutput, RuntimeError>;
+
+    /// Starts a command inside a running container and returns its streams at once: the
+    /// interactive exec of `kubectl exec` (stdin when [`ExecRequest::stdin`], a terminal of
+    /// [`ExecRequest::terminal_size`] when [`ExecRequest::tty`], output streamed as it comes).
+    /// The command runs as for [`Runtime::exec`], with no timeout: it ends when it exits or
+    /// when the caller drops [`ExecSession::exit`] (then it is killed).
+    ///
+    /// Errors, as for [`Runtime::exec`]: [`RuntimeError::NotFound`],
+    /// [`RuntimeError::InvalidState`], [`RuntimeError::StartFailed`] (the command cannot
+    /// start) and [`RuntimeError::Unsupported`] for runtimes that cannot exec, with a text
+    /// that says why (it is shown to the user).
+    async fn exec_stream(
+        &self,
+        id: &str,
+        request: ExecRequest,
+    ) -> Result<ExecSession, RuntimeError>;
 
     /// Resource usage of a container: cumulative CPU time and current memory.
     /// [`RuntimeError::NotFound`] for an unknown container; a created or exited container

@@ -41,8 +41,8 @@ use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wharf_runtime::logs::LogFile;
 use wharf_runtime::{
-    ContainerConfig, ContainerState, ContainerStats, ExecOutput, ExecRequest, Exit, HttpHandler,
-    Lifecycle, Runtime, RuntimeError, Signal,
+    ContainerConfig, ContainerState, ContainerStats, ExecOutput, ExecRequest, ExecSession, Exit,
+    HttpHandler, Lifecycle, Runtime, RuntimeError, Signal,
 };
 
 use crate::artifact::{CompileCache, Compiled, ImageSource};
@@ -276,6 +276,11 @@ fn exit_of(result: wasmtime::Result<Result<(), ()>>, memory_refused: bool) -> Ex
     }
 }
 
+/// Why a Wasm workload cannot exec (what `kubectl exec` into a Wasm pod prints).
+const EXEC_UNSUPPORTED: &str = "exec into a Wasm workload: the guest is a single program with no \
+     shell or other commands beside it, and an HTTP component has no lasting instance to run \
+     one in";
+
 #[async_trait]
 impl Runtime for WasmtimeRuntime {
     fn name(&self) -> &'static str {
@@ -461,11 +466,18 @@ impl Runtime for WasmtimeRuntime {
     /// [`RuntimeError::Unsupported`] (see the module documentation for why).
     async fn exec(&self, id: &str, _request: ExecRequest) -> Result<ExecOutput, RuntimeError> {
         self.with_container(id, |_| Ok(()))?;
-        Err(RuntimeError::Unsupported(
-            "exec into a Wasm workload: the guest is a single program with no shell or other \
-             commands beside it, and an HTTP component has no lasting instance to run one in"
-                .into(),
-        ))
+        Err(RuntimeError::Unsupported(EXEC_UNSUPPORTED.into()))
+    }
+
+    /// Always fails, as [`Runtime::exec`] does here: `kubectl exec` into a Wasm pod gets the
+    /// reason.
+    async fn exec_stream(
+        &self,
+        id: &str,
+        _request: ExecRequest,
+    ) -> Result<ExecSession, RuntimeError> {
+        self.with_container(id, |_| Ok(()))?;
+        Err(RuntimeError::Unsupported(EXEC_UNSUPPORTED.into()))
     }
 
     /// The CPU time spent running the container's guests and the memory its live instances

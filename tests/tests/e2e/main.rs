@@ -1,11 +1,13 @@
 //! End-to-end tests: real `wharf up` processes on loopback, driven by real kubectl 1.37, the
 //! official Python client, the `wharf` CLI and raw HTTP.
 
+mod apply;
 mod autoscaling;
 mod cascade;
 mod containers;
 mod control_plane;
 mod crash;
+mod discovery;
 mod full_disk;
 mod jobs;
 mod multinode;
@@ -14,5 +16,6 @@ mod probes;
 mod protobuf;
 mod rollout;
 mod secrets;
+mod streams;
 mod volumes;
 mod wasm;

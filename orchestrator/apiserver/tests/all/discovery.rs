@@ -248,3 +248,179 @@ async fn paths_outside_the_api_are_not_found_as_a_status() {
     )
     .await;
 }
+
+/// What kubectl 1.30 and later send to `/api` and `/apis`.
+const KUBECTL_AGGREGATED_ACCEPT: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
+
+async fn get_with_accept(t: &TestServer, path: &str, accept: &str) -> crate::support::Reply {
+    t.request(
+        Method::GET,
+        path,
+        None,
+        &[("accept", accept)],
+        axum::body::Body::empty(),
+    )
+    .await
+}
+
+fn content_type(reply: &crate::support::Reply) -> &str {
+    reply.headers["content-type"].to_str().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn aggregated_discovery_answers_with_the_exact_kubernetes_content_type() {
+    let t = TestServer::new().await;
+    let apis = get_with_accept(&t, "/apis", KUBECTL_AGGREGATED_ACCEPT).await;
+    assert_eq!(apis.code, StatusCode::OK);
+    assert_eq!(
+        content_type(&apis),
+        "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+    );
+    assert_eq!(apis.body["kind"], "APIGroupDiscoveryList");
+    assert_eq!(apis.body["apiVersion"], "apidiscovery.k8s.io/v2");
+    let groups: Vec<&str> = apis.body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|g| g["metadata"]["name"].as_str().unwrap_or_default())
+        .collect();
+    for group in [
+        "apps",
+        "batch",
+        "autoscaling",
+        "node.k8s.io",
+        "coordination.k8s.io",
+        "discovery.k8s.io",
+        "networking.k8s.io",
+        "metrics.k8s.io",
+    ] {
+        assert!(groups.contains(&group), "{group} missing from {groups:?}");
+    }
+
+    let api = get_with_accept(&t, "/api", KUBECTL_AGGREGATED_ACCEPT).await;
+    assert_eq!(
+        content_type(&api),
+        "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+    );
+    let core = &api.body["items"][0]["versions"][0];
+    assert_eq!(core["version"], "v1");
+    let pods = core["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .find(|r| r["resource"] == "pods")
+        .expect("pods");
+    assert_eq!(pods["responseKind"]["kind"], "Pod");
+    assert_eq!(pods["scope"], "Namespaced");
+    assert_eq!(pods["shortNames"], json!(["po"]));
+}
+
+#[tokio::test]
+async fn aggregated_discovery_v2beta1_is_served_to_kubectl_1_26_to_1_29() {
+    let t = TestServer::new().await;
+    let reply = get_with_accept(
+        &t,
+        "/apis",
+        "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json",
+    )
+    .await;
+    assert_eq!(
+        content_type(&reply),
+        "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"
+    );
+    assert_eq!(reply.body["apiVersion"], "apidiscovery.k8s.io/v2beta1");
+}
+
+#[tokio::test]
+async fn plain_discovery_is_unchanged_without_the_aggregated_accept() {
+    let t = TestServer::new().await;
+    for accept in ["application/json, */*", "application/json"] {
+        let apis = get_with_accept(&t, "/apis", accept).await;
+        assert_eq!(content_type(&apis), "application/json", "{accept}");
+        assert_eq!(apis.body["kind"], "APIGroupList", "{accept}");
+        let api = get_with_accept(&t, "/api", accept).await;
+        assert_eq!(api.body["kind"], "APIVersions", "{accept}");
+    }
+}
+
+#[tokio::test]
+async fn openapi_v2_serves_json_and_protobuf_definitions() {
+    let t = TestServer::new().await;
+    let (code, swagger) = t.get("/openapi/v2").await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(swagger["swagger"], "2.0");
+    assert_eq!(
+        swagger["definitions"]["io.k8s.api.apps.v1.Deployment"]["x-kubernetes-group-version-kind"],
+        json!([{"group": "apps", "kind": "Deployment", "version": "v1"}])
+    );
+    let protobuf = get_with_accept(
+        &t,
+        "/openapi/v2?timeout=32s",
+        "application/com.github.proto-openapi.spec.v2@v1.0+protobuf",
+    )
+    .await;
+    assert_eq!(protobuf.code, StatusCode::OK);
+    assert_eq!(
+        content_type(&protobuf),
+        "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+    );
+    let body = protobuf.body.as_str().expect("a binary body");
+    assert!(body.contains("io.k8s.api.apps.v1.Deployment"));
+}
+
+#[tokio::test]
+async fn openapi_v3_group_versions_carry_the_schemas_of_their_kinds() {
+    let t = TestServer::new().await;
+    let (code, document) = t.get("/openapi/v3/apis/apps/v1").await;
+    assert_eq!(code, StatusCode::OK);
+    let deployment = &document["components"]["schemas"]["io.k8s.api.apps.v1.Deployment"];
+    assert_eq!(
+        deployment["x-kubernetes-group-version-kind"],
+        json!([{"group": "apps", "kind": "Deployment", "version": "v1"}])
+    );
+    assert!(deployment["properties"]["spec"].is_object());
+}
+
+#[tokio::test]
+async fn aggregated_discovery_lists_exactly_what_plain_discovery_lists() {
+    let t = TestServer::new().await;
+    let aggregated = get_with_accept(&t, "/apis", KUBECTL_AGGREGATED_ACCEPT).await;
+    let (_, plain) = t.get("/apis").await;
+    for group in plain["groups"].as_array().expect("groups") {
+        let name = group["name"].as_str().unwrap_or_default();
+        let aggregated_group = aggregated.body["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .find(|g| g["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("{name} missing from aggregated discovery"));
+        for version in group["versions"].as_array().expect("versions") {
+            let v = version["version"].as_str().unwrap_or_default();
+            let (_, list) = t.get(&format!("/apis/{name}/{v}")).await;
+            let aggregated_version = aggregated_group["versions"]
+                .as_array()
+                .expect("versions")
+                .iter()
+                .find(|av| av["version"] == v)
+                .unwrap_or_else(|| panic!("{name}/{v} missing from aggregated discovery"));
+            let mut aggregated_names: Vec<String> = Vec::new();
+            for resource in aggregated_version["resources"]
+                .as_array()
+                .expect("resources")
+            {
+                let plural = resource["resource"].as_str().unwrap_or_default();
+                aggregated_names.push(plural.to_owned());
+                for sub in resource["subresources"].as_array().into_iter().flatten() {
+                    aggregated_names.push(format!(
+                        "{plural}/{}",
+                        sub["subresource"].as_str().unwrap_or_default()
+                    ));
+                }
+            }
+            let mut plain_names = resource_names(&list);
+            plain_names.sort();
+            aggregated_names.sort();
+            assert_eq!(aggregated_names, plain_names, "{name}/{v}");
+        }
+    }
+}

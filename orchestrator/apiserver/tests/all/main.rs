@@ -17,6 +17,7 @@ mod finalizers;
 mod lists;
 mod patches;
 mod pods;
+mod server_side_apply;
 mod support;
 mod tables;
 mod uid_preconditions;

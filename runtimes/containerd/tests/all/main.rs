@@ -10,6 +10,7 @@ mod exec;
 mod import;
 mod lifecycle;
 mod pull;
+mod streams;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
