@@ -102,6 +102,9 @@ pub struct Wharf {
     log: PathBuf,
     flags: Vec<String>,
     subcommand: &'static str,
+    /// Set on the stopped instance that [`Wharf::restart`] replaces: the mounts under the data
+    /// dir belong to the new one.
+    leave_mounts: bool,
 }
 
 impl Wharf {
@@ -205,6 +208,7 @@ impl Wharf {
             log,
             flags: flags.iter().map(|f| f.to_string()).collect(),
             subcommand,
+            leave_mounts: false,
         };
         wharf.wait_ready(Duration::from_secs(30))?;
         Ok(wharf)
@@ -225,7 +229,8 @@ impl Wharf {
             self.gateway_port,
             &flags,
         )?;
-        *self = restarted;
+        let mut stopped = std::mem::replace(self, restarted);
+        stopped.leave_mounts = true;
         Ok(())
     }
 
@@ -347,11 +352,16 @@ impl Wharf {
 impl Drop for Wharf {
     /// Removes the container pods the test left, then stops the process gracefully (so it
     /// can stop what it started, e.g. a managed containerd), and kills it if it does not stop
-    /// in time.
+    /// in time. Then unmounts what is mounted under the data dir (the managed containerd's
+    /// state and metadata tmpfs, which Wharf never unmounts itself), so the test's temporary
+    /// directory can be removed.
     fn drop(&mut self) {
         self.remove_container_pods();
         if self.child.is_some() && self.terminate(Duration::from_secs(15)).is_err() {
             self.kill9();
+        }
+        if !self.leave_mounts {
+            unmount_all_under(&self.data_dir);
         }
     }
 }
@@ -449,21 +459,73 @@ impl Agent {
 }
 
 impl Drop for Agent {
+    /// Stops the process (SIGTERM, then SIGKILL after 15 s) and unmounts what is mounted under
+    /// its data dir, as [`Wharf`]'s drop does.
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = Command::new("kill")
                 .args(["-TERM", &child.id().to_string()])
                 .status();
             let deadline = Instant::now() + Duration::from_secs(15);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
+            while Instant::now() < deadline && !matches!(child.try_wait(), Ok(Some(_))) {
                 std::thread::sleep(Duration::from_millis(20));
             }
-            let _ = child.kill();
-            let _ = child.wait();
+            if !matches!(child.try_wait(), Ok(Some(_))) {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
         }
+        unmount_all_under(&self.data_dir);
+    }
+}
+
+/// The mount points under `dir` (not `dir` itself), deepest first, from /proc/self/mountinfo.
+pub fn mount_points_under(dir: &Path) -> Vec<PathBuf> {
+    let Ok(dir) = dir.canonicalize() else {
+        return Vec::new();
+    };
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut points: Vec<PathBuf> = mountinfo
+        .lines()
+        // "ID PARENT MAJOR:MINOR ROOT MOUNT-POINT ...", with spaces and the like escaped in
+        // octal (\040).
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|point| PathBuf::from(unescape_mountinfo(point)))
+        .filter(|point| point.starts_with(&dir) && *point != dir)
+        .collect();
+    points.sort_by_key(|point| std::cmp::Reverse(point.components().count()));
+    points
+}
+
+/// Undoes the octal escapes of a mountinfo field (`\040` for a space).
+fn unescape_mountinfo(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes.get(i + 1..i + 4).and_then(|digits| {
+            let text = std::str::from_utf8(digits).ok()?;
+            u8::from_str_radix(text, 8).ok()
+        });
+        match octal {
+            Some(byte) if bytes[i] == b'\\' => {
+                out.push(byte);
+                i += 4;
+            }
+            _ => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Unmounts (lazily, so what is still in use goes away when released) everything mounted
+/// under `dir`, deepest first: a test's data dir must not leave mounts behind it.
+pub fn unmount_all_under(dir: &Path) {
+    for point in mount_points_under(dir) {
+        let _ = rustix::mount::unmount(&point, rustix::mount::UnmountFlags::DETACH);
     }
 }
 

@@ -172,6 +172,27 @@ impl Agent {
             .collect()
     }
 
+    /// Whether run `restart` of container `container` of the pod in `pod_dir` is running (its
+    /// runtime id is `POD_UID-CONTAINER-RESTART`; the pod dir is `NAMESPACE_NAME_UID`).
+    pub fn runs_container(
+        &self,
+        pod_dir: &std::path::Path,
+        container: &str,
+        restart: &str,
+    ) -> bool {
+        let Some(uid) = pod_dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.rsplit('_').next())
+        else {
+            return false;
+        };
+        let id = format!("{uid}-{container}-{restart}");
+        self.runtimes()
+            .iter()
+            .any(|r| matches!(r.state(&id), Some(wharf_runtime::ContainerState::Running)))
+    }
+
     /// The directory of a pod running here, by namespace and name.
     pub fn pod_dir(&self, namespace: &str, name: &str) -> Option<PathBuf> {
         let pods = self.pods.lock().unwrap_or_else(|e| e.into_inner());
@@ -328,8 +349,12 @@ impl Agent {
                     "containerRuntimeVersion": format!("wasmtime://48.0.8{}", if self.containers.is_some() { ",containerd://1.6" } else { "" }),
                     "operatingSystem": "linux",
                     "architecture": std::env::consts::ARCH,
-                    "kernelVersion": "", "osImage": "", "machineID": "", "systemUUID": "",
-                    "bootID": "", "kubeProxyVersion": "",
+                    "kernelVersion": read_trimmed("/proc/sys/kernel/osrelease"),
+                    "osImage": os_image(&std::fs::read_to_string("/etc/os-release").unwrap_or_default()),
+                    "machineID": read_trimmed("/etc/machine-id"),
+                    "systemUUID": "",
+                    "bootID": read_trimmed("/proc/sys/kernel/random/boot_id"),
+                    "kubeProxyVersion": "",
                 },
             },
         })
@@ -688,6 +713,23 @@ fn uuid_like() -> String {
     )
 }
 
+/// A small system file's content without surrounding whitespace (empty if unreadable).
+fn read_trimmed(path: &str) -> String {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// The OS image as the kubelet reports it: `PRETTY_NAME` of os-release (e.g. `Debian GNU/Linux
+/// 12 (bookworm)`).
+fn os_image(os_release: &str) -> String {
+    os_release
+        .lines()
+        .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+        .map(|v| v.trim().trim_matches('"').to_owned())
+        .unwrap_or_default()
+}
+
 fn memory_bytes() -> u64 {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
@@ -697,4 +739,16 @@ fn memory_bytes() -> u64 {
             Some(kib * 1024)
         })
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_os_image_is_the_pretty_name_of_os_release() {
+        let release = "NAME=\"Debian GNU/Linux\"\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\n";
+        assert_eq!(os_image(release), "Debian GNU/Linux 12 (bookworm)");
+        assert_eq!(os_image("ID=alpine\n"), "");
+    }
 }

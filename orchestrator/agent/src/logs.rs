@@ -1,6 +1,7 @@
 //! The agent's log endpoint (the kubelet's `containerLogs`), which the API server proxies
 //! `kubectl logs` to: `GET /containerLogs/NAMESPACE/POD/CONTAINER` with Kubernetes' options
-//! `follow`, `tailLines`, `timestamps`, `previous`, `sinceSeconds` and `limitBytes`.
+//! `follow`, `tailLines`, `timestamps`, `previous`, `sinceSeconds` (or `sinceTime`) and
+//! `limitBytes`.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -166,7 +167,14 @@ async fn container_logs(
     let files = log_files(&dir.join(&container));
     let previous = query.get("previous").is_some_and(|v| v == "true");
     let file = if previous {
-        files.len().checked_sub(2).and_then(|i| files.get(i))
+        // The last run that ended: the newest file, unless its run is still going (then the
+        // one before it), as the kubelet shows a crash-looping container's last attempt.
+        let newest_runs = files.last().is_some_and(|newest| {
+            let restart = newest.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+            agent.runs_container(&dir, &container, restart)
+        });
+        let back = if newest_runs { 2 } else { 1 };
+        files.len().checked_sub(back).and_then(|i| files.get(i))
     } else {
         files.last()
     };
@@ -183,7 +191,18 @@ async fn container_logs(
     let options = LogOptions {
         tail_lines: query.get("tailLines").and_then(|v| v.parse().ok()),
         timestamps: query.get("timestamps").is_some_and(|v| v == "true"),
-        since_seconds: query.get("sinceSeconds").and_then(|v| v.parse().ok()),
+        since_seconds: query
+            .get("sinceSeconds")
+            .and_then(|v| v.parse().ok())
+            .or_else(|| {
+                // `sinceTime` (RFC 3339) as the seconds before now it stands for.
+                let since = wharf_apiserver::meta::parse_rfc3339(query.get("sinceTime")?)?;
+                Some(
+                    SystemTime::now()
+                        .duration_since(since)
+                        .map_or(0, |d| d.as_secs()),
+                )
+            }),
         limit_bytes: query.get("limitBytes").and_then(|v| v.parse().ok()),
     };
     let text = std::fs::read_to_string(&file).unwrap_or_default();

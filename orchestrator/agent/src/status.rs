@@ -286,7 +286,8 @@ pub fn pod_status(facts: &PodFacts<'_>) -> Value {
         "podIP": (!pod_ip.is_empty()).then_some(pod_ip),
         "podIPs": if pod_ip.is_empty() { json!([]) } else { json!([{"ip": pod_ip}]) },
         "startTime": time(started),
-        "qosClass": "BestEffort",
+        // Set by the API server at create from the containers' requests and limits.
+        "qosClass": previous["qosClass"].as_str().unwrap_or("BestEffort"),
         "containerStatuses": views.iter().map(container_status).collect::<Vec<_>>(),
     })
 }

@@ -17,6 +17,13 @@ pub fn apply_defaults(resource: &Resource, object: &mut Value) {
             if let Some(spec) = object.get_mut("spec") {
                 default_pod_spec(spec);
             }
+            // A new pod is Pending with its QoS class until its node reports on it.
+            if object["status"]["phase"].is_null() {
+                let qos = qos_class(&object["spec"]);
+                let status = ensure_object(object, "status");
+                status["phase"] = json!("Pending");
+                status["qosClass"] = json!(qos);
+            }
         }
         "Deployment" => {
             let spec = ensure_object(object, "spec");
@@ -120,6 +127,45 @@ fn default_field(object: &mut Value, field: &str, value: Value) {
 fn default_template(spec: &mut Value) {
     if let Some(pod_spec) = spec.get_mut("template").and_then(|t| t.get_mut("spec")) {
         default_pod_spec(pod_spec);
+    }
+}
+
+/// A pod's QoS class as Kubernetes computes it: `Guaranteed` when every container has cpu
+/// and memory limits equal to its requests (requests default to limits), `BestEffort` when no
+/// container has any request or limit, else `Burstable`.
+pub fn qos_class(spec: &Value) -> &'static str {
+    let containers: Vec<&Value> = ["initContainers", "containers"]
+        .iter()
+        .filter_map(|field| spec[*field].as_array())
+        .flatten()
+        .collect();
+    let resources = |c: &Value, kind: &str, name: &str| -> Option<String> {
+        c["resources"][kind][name]
+            .as_str()
+            .map(str::to_owned)
+            .or_else(|| c["resources"][kind][name].as_i64().map(|n| n.to_string()))
+    };
+    let any = containers.iter().any(|c| {
+        ["requests", "limits"].iter().any(|kind| {
+            c["resources"][*kind]
+                .as_object()
+                .is_some_and(|m| m.contains_key("cpu") || m.contains_key("memory"))
+        })
+    });
+    if !any {
+        return "BestEffort";
+    }
+    let guaranteed = containers.iter().all(|c| {
+        ["cpu", "memory"].iter().all(|name| {
+            let limit = resources(c, "limits", name);
+            let request = resources(c, "requests", name).or_else(|| limit.clone());
+            limit.is_some() && request == limit
+        })
+    });
+    if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
     }
 }
 
@@ -747,6 +793,36 @@ fn config_key(key: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn qos_classes_follow_requests_and_limits_like_kubernetes() {
+        let pod = |resources: Value| json!({"containers": [{"name": "a", "resources": resources}]});
+        assert_eq!(qos_class(&pod(json!({}))), "BestEffort");
+        assert_eq!(
+            qos_class(&pod(json!({"requests": {"cpu": "100m"}}))),
+            "Burstable"
+        );
+        assert_eq!(
+            qos_class(&pod(json!({"limits": {"cpu": "1", "memory": "64Mi"}}))),
+            "Guaranteed",
+            "requests default to limits"
+        );
+        assert_eq!(
+            qos_class(&pod(json!({"limits": {"cpu": "1", "memory": "64Mi"},
+                                  "requests": {"cpu": "500m", "memory": "64Mi"}}))),
+            "Burstable"
+        );
+        let mut created =
+            json!({"kind": "Pod", "spec": {"containers": [{"name": "a", "image": "x"}]}});
+        apply_defaults(
+            crate::resources::find("", "v1", "pods").unwrap(),
+            &mut created,
+        );
+        assert_eq!(
+            created["status"],
+            json!({"phase": "Pending", "qosClass": "BestEffort"})
+        );
+    }
     use crate::resources::find;
 
     fn deployment() -> Value {

@@ -261,6 +261,11 @@ async fn resource_metrics(server: &ApiServer, request: Request, rest: &[&str]) -
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let query = query_of(&request);
+    if method != Method::GET {
+        // Read (and drop) the body before answering, so the client is not cut off while it
+        // still sends it and gets the error instead of a broken pipe.
+        let _ = read_body(request).await;
+    }
     let result = async {
         let target = nodemetrics::target(rest)?;
         if method != Method::GET {

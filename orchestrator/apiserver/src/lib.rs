@@ -158,9 +158,12 @@ async fn readyz(State(server): State<Arc<ApiServer>>) -> Response {
 
 async fn metrics_text(State(server): State<Arc<ApiServer>>) -> Response {
     let stats = server.registry.store().stats();
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        server.metrics.render(Some(stats)),
-    )
-        .into_response()
+    let mut text = server.metrics.render(Some(stats));
+    // Resource usage of the nodes and pods, as the agents measured it.
+    let summaries = server
+        .node_metrics
+        .collect(&server.registry, &server.http)
+        .await;
+    text.push_str(&nodemetrics::render_prometheus(&summaries));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

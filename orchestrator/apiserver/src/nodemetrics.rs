@@ -224,6 +224,108 @@ pub async fn collect(registry: &Registry, http: &reqwest::Client) -> Vec<NodeSum
         .collect()
 }
 
+/// Escapes a Prometheus label value.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The usage of every node, pod and container, and the requests routed to each pod, in the
+/// Prometheus text format (appended to the API server's `/metrics`), with the kubelet's
+/// resource metric names where there is one.
+pub fn render_prometheus(summaries: &[NodeSummary]) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, f64)>| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "{name}{{{labels}}} {value}");
+        }
+    };
+    let nodes = |f: fn(&NodeSummary) -> f64| {
+        summaries
+            .iter()
+            .map(|s| (format!("node=\"{}\"", label(&s.node)), f(s)))
+            .collect::<Vec<_>>()
+    };
+    family(
+        "node_cpu_usage_cores",
+        "gauge",
+        "CPU of the node in cores, averaged over the agent's window.",
+        nodes(|s| s.cpu_nano_cores as f64 / 1e9),
+    );
+    family(
+        "node_memory_working_set_bytes",
+        "gauge",
+        "Memory in use on the node.",
+        nodes(|s| s.memory_working_set_bytes as f64),
+    );
+    let containers = |f: fn(&ContainerSummary) -> f64| {
+        let mut samples = Vec::new();
+        for s in summaries {
+            for pod in &s.pods {
+                for c in &pod.containers {
+                    samples.push((
+                        format!(
+                            "node=\"{}\",namespace=\"{}\",pod=\"{}\",container=\"{}\"",
+                            label(&s.node),
+                            label(&pod.namespace),
+                            label(&pod.name),
+                            label(&c.name)
+                        ),
+                        f(c),
+                    ));
+                }
+            }
+        }
+        samples
+    };
+    family(
+        "container_cpu_usage_cores",
+        "gauge",
+        "CPU of the container in cores (Wasm guests: host-side accounting; containers: cgroup).",
+        containers(|c| c.cpu_nano_cores as f64 / 1e9),
+    );
+    family(
+        "container_memory_working_set_bytes",
+        "gauge",
+        "Working set of the container (Wasm guests: live linear memories and tables).",
+        containers(|c| c.memory_working_set_bytes as f64),
+    );
+    let usage = pod_usage(summaries);
+    let pods = |f: fn(&PodUsage) -> f64| {
+        usage
+            .iter()
+            .map(|p| {
+                (
+                    format!(
+                        "namespace=\"{}\",pod=\"{}\"",
+                        label(&p.namespace),
+                        label(&p.name)
+                    ),
+                    f(p),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    family(
+        "wharf_pod_http_requests_per_second",
+        "gauge",
+        "HTTP requests per second the gateways routed to the pod.",
+        pods(|p| p.requests_per_second),
+    );
+    family(
+        "wharf_pod_http_requests_in_flight",
+        "gauge",
+        "HTTP requests in flight at the pod.",
+        pods(|p| p.requests_in_flight as f64),
+    );
+    out
+}
+
 /// CPU as a Kubernetes quantity, as metrics-server writes it (nanocores, `n`).
 fn cpu_quantity(nano_cores: u64) -> String {
     format!("{nano_cores}n")
@@ -475,6 +577,33 @@ mod tests {
         assert_eq!(object["metadata"]["labels"]["app"], "x");
         let node = node_metrics(&summaries[0], &Value::Null);
         assert_eq!(node["usage"]["memory"], format!("{}Ki", 3 << 20));
+    }
+
+    #[test]
+    fn usage_is_exposed_in_the_prometheus_format() {
+        let summaries = [summary("n1", &[("a", 250_000_000, 4096)], &[("a", 2.5, 1)])];
+        let text = render_prometheus(&summaries);
+        assert!(
+            text.contains("# TYPE container_cpu_usage_cores gauge"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "container_cpu_usage_cores{node=\"n1\",namespace=\"default\",pod=\"pod-a\",container=\"app\"} 0.25"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("node_memory_working_set_bytes{node=\"n1\"} 3221225472"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "wharf_pod_http_requests_per_second{namespace=\"default\",pod=\"pod-a\"} 2.5"
+            ),
+            "{text}"
+        );
+        assert_eq!(label("a\"b\\c"), "a\\\"b\\\\c");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `GET /api/v1/namespaces/NS/pods/NAME/log`: the API server finds the pod's node and streams
 //! the logs from that node's agent (as kube-apiserver does from the kubelet), passing
-//! `container`, `follow`, `tailLines`, `timestamps`, `previous`, `sinceSeconds`, `limitBytes`.
+//! `container`, `follow`, `tailLines`, `timestamps`, `previous`, `sinceSeconds`, `sinceTime`,
+//! `limitBytes`.
 
 use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -19,6 +20,7 @@ const FORWARDED: &[&str] = &[
     "timestamps",
     "previous",
     "sinceSeconds",
+    "sinceTime",
     "limitBytes",
 ];
 

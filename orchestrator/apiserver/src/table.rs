@@ -34,6 +34,8 @@ fn columns(kind: &str) -> Vec<Column> {
             col("Runtime", "string", 0),
             col("IP", "string", 1),
             col("Node", "string", 1),
+            col("Nominated Node", "string", 1),
+            col("Readiness Gates", "string", 1),
         ],
         "Deployment" => vec![
             name,
@@ -41,6 +43,9 @@ fn columns(kind: &str) -> Vec<Column> {
             col("Up-to-date", "integer", 0),
             col("Available", "integer", 0),
             age,
+            col("Containers", "string", 1),
+            col("Images", "string", 1),
+            col("Selector", "string", 1),
         ],
         "ReplicaSet" => vec![
             name,
@@ -48,6 +53,9 @@ fn columns(kind: &str) -> Vec<Column> {
             col("Current", "integer", 0),
             col("Ready", "integer", 0),
             age,
+            col("Containers", "string", 1),
+            col("Images", "string", 1),
+            col("Selector", "string", 1),
         ],
         "ConfigMap" => vec![name, col("Data", "integer", 0), age],
         "Secret" => vec![
@@ -64,6 +72,7 @@ fn columns(kind: &str) -> Vec<Column> {
             col("External-IP", "string", 0),
             col("Port(s)", "string", 0),
             age,
+            col("Selector", "string", 1),
         ],
         "RuntimeClass" => vec![name, col("Handler", "string", 0), age],
         "Endpoints" => vec![name, col("Endpoints", "string", 0), age],
@@ -80,6 +89,9 @@ fn columns(kind: &str) -> Vec<Column> {
             col("Completions", "string", 0),
             col("Duration", "string", 0),
             age,
+            col("Containers", "string", 1),
+            col("Images", "string", 1),
+            col("Selector", "string", 1),
         ],
         "Node" => vec![
             name,
@@ -88,6 +100,9 @@ fn columns(kind: &str) -> Vec<Column> {
             age,
             col("Version", "string", 0),
             col("Internal-IP", "string", 1),
+            col("External-IP", "string", 1),
+            col("OS-Image", "string", 1),
+            col("Kernel-Version", "string", 1),
             col("Container-Runtime", "string", 1),
         ],
         "HorizontalPodAutoscaler" => vec![
@@ -98,6 +113,18 @@ fn columns(kind: &str) -> Vec<Column> {
             col("MaxPods", "integer", 0),
             col("Replicas", "integer", 0),
             age,
+        ],
+        "Event" => vec![
+            col("Last Seen", "string", 0),
+            col("Type", "string", 0),
+            col("Reason", "string", 0),
+            col("Object", "string", 0),
+            col("Subobject", "string", 1),
+            col("Source", "string", 1),
+            col("Message", "string", 0),
+            col("First Seen", "string", 1),
+            col("Count", "string", 1),
+            col("Name", "string", 1),
         ],
         _ => vec![name, age],
     }
@@ -279,6 +306,13 @@ fn cells(kind: &str, object: &Value, now: k8s_openapi::jiff::Timestamp) -> Vec<V
                 .and_then(|a| a["address"].as_str())
                 .unwrap_or("<none>")
                 .to_owned();
+            let external = object
+                .pointer("/status/addresses")
+                .and_then(Value::as_array)
+                .and_then(|a| a.iter().find(|a| a["type"] == "ExternalIP"))
+                .and_then(|a| a["address"].as_str())
+                .unwrap_or("<none>")
+                .to_owned();
             vec![
                 name,
                 json!(status),
@@ -286,6 +320,9 @@ fn cells(kind: &str, object: &Value, now: k8s_openapi::jiff::Timestamp) -> Vec<V
                 age,
                 json!(text("/status/nodeInfo/kubeletVersion")),
                 json!(address),
+                json!(external),
+                json!(or_unknown(text("/status/nodeInfo/osImage"))),
+                json!(or_unknown(text("/status/nodeInfo/kernelVersion"))),
                 json!(text("/status/nodeInfo/containerRuntimeVersion")),
             ]
         }
@@ -320,6 +357,8 @@ fn cells(kind: &str, object: &Value, now: k8s_openapi::jiff::Timestamp) -> Vec<V
                 } else {
                     node
                 }),
+                json!(none_if_empty(text("/status/nominatedNodeName"))),
+                json!(readiness_gates(object)),
             ]
         }
         "Deployment" => vec![
@@ -332,6 +371,9 @@ fn cells(kind: &str, object: &Value, now: k8s_openapi::jiff::Timestamp) -> Vec<V
             json!(int("/status/updatedReplicas")),
             json!(int("/status/availableReplicas")),
             age,
+            json!(template_containers(object, "name")),
+            json!(template_containers(object, "image")),
+            json!(label_selector(object.pointer("/spec/selector"))),
         ],
         "ReplicaSet" => vec![
             name,
@@ -339,6 +381,9 @@ fn cells(kind: &str, object: &Value, now: k8s_openapi::jiff::Timestamp) -> Vec<V
             json!(int("/status/replicas")),
             json!(int("/status/readyReplicas")),
             age,
+            json!(template_containers(object, "name")),
+            json!(template_containers(object, "image")),
+            json!(label_selector(object.pointer("/spec/selector"))),
         ],
         "ConfigMap" => vec![
             name,
@@ -385,6 +430,7 @@ fn cells(kind: &str, object: &Value, now: k8s_openapi::jiff::Timestamp) -> Vec<V
                     ports.join(",")
                 }),
                 age,
+                json!(labels_text(object.pointer("/spec/selector"))),
             ]
         }
         "RuntimeClass" => vec![name, json!(text("/handler")), age],
@@ -483,6 +529,9 @@ fn cells(kind: &str, object: &Value, now: k8s_openapi::jiff::Timestamp) -> Vec<V
                 json!(completions),
                 json!(duration),
                 age,
+                json!(template_containers(object, "name")),
+                json!(template_containers(object, "image")),
+                json!(label_selector(object.pointer("/spec/selector"))),
             ]
         }
         "HorizontalPodAutoscaler" => vec![
@@ -503,7 +552,178 @@ fn cells(kind: &str, object: &Value, now: k8s_openapi::jiff::Timestamp) -> Vec<V
             json!(int("/status/currentReplicas")),
             age,
         ],
+        "Event" => {
+            let involved = |field: &str| {
+                object
+                    .pointer(&format!("/involvedObject/{field}"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned()
+            };
+            let time = |pointer: &str| {
+                object
+                    .pointer(pointer)
+                    .and_then(Value::as_str)
+                    .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok())
+            };
+            // As kubectl: lastTimestamp, else the series' last observation, else eventTime.
+            let first = time("/firstTimestamp").or_else(|| time("/eventTime"));
+            let last = time("/lastTimestamp")
+                .or_else(|| time("/series/lastObservedTime"))
+                .or(first);
+            let ago = |at: Option<k8s_openapi::jiff::Timestamp>| {
+                at.map_or("<unknown>".to_owned(), |at| {
+                    human_duration(now.as_second() - at.as_second())
+                })
+            };
+            let component = text("/source/component");
+            let component = if component.is_empty() {
+                text("/reportingComponent")
+            } else {
+                component
+            };
+            let host = text("/source/host");
+            let source = match (component.is_empty(), host.is_empty()) {
+                (_, true) => component,
+                (true, false) => host,
+                (false, false) => format!("{component}, {host}"),
+            };
+            let count = object
+                .pointer("/series/count")
+                .and_then(Value::as_i64)
+                .or_else(|| object.pointer("/count").and_then(Value::as_i64))
+                .unwrap_or(1);
+            vec![
+                json!(ago(last)),
+                json!(text("/type")),
+                json!(text("/reason")),
+                json!(format!(
+                    "{}/{}",
+                    involved("kind").to_lowercase(),
+                    involved("name")
+                )),
+                json!(involved("fieldPath")),
+                json!(source),
+                json!(text("/message")),
+                json!(ago(first)),
+                json!(count.to_string()),
+                name,
+            ]
+        }
         _ => vec![name, age],
+    }
+}
+
+/// `<none>` for an empty cell, as kubectl prints a missing value.
+fn none_if_empty(value: String) -> String {
+    if value.is_empty() {
+        "<none>".into()
+    } else {
+        value
+    }
+}
+
+/// `<unknown>` for an empty cell (kubectl's placeholder for node info it was not told).
+fn or_unknown(value: String) -> String {
+    if value.is_empty() {
+        "<unknown>".into()
+    } else {
+        value
+    }
+}
+
+/// A pod's READINESS GATES cell: `<none>`, or how many of its gates are True of how many.
+fn readiness_gates(pod: &Value) -> String {
+    let gates = pod
+        .pointer("/spec/readinessGates")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if gates.is_empty() {
+        return "<none>".into();
+    }
+    let conditions = pod
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let met = gates
+        .iter()
+        .filter(|gate| {
+            conditions
+                .iter()
+                .any(|c| c["type"] == gate["conditionType"] && c["status"] == "True")
+        })
+        .count();
+    format!("{met}/{}", gates.len())
+}
+
+/// The `field` (`name` or `image`) of each container of a workload's pod template, joined by
+/// commas (the CONTAINERS and IMAGES columns of `-o wide`).
+fn template_containers(object: &Value, field: &str) -> String {
+    object
+        .pointer("/spec/template/spec/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c[field].as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A map of labels as `a=b,c=d` (sorted by key, as Go's `labels.FormatLabels`), or `<none>`.
+fn labels_text(labels: Option<&Value>) -> String {
+    let pairs: std::collections::BTreeMap<&str, &str> = labels
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?)))
+        .collect();
+    if pairs.is_empty() {
+        return "<none>".into();
+    }
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A LabelSelector as `metav1.FormatLabelSelector` prints it (`app=web,tier in (a,b),!x`),
+/// `<none>` for a missing or empty one.
+fn label_selector(selector: Option<&Value>) -> String {
+    let Some(selector) = selector else {
+        return "<none>".into();
+    };
+    let mut parts: Vec<String> = Vec::new();
+    let labels = labels_text(selector.get("matchLabels"));
+    if labels != "<none>" {
+        parts.push(labels);
+    }
+    for expression in selector["matchExpressions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let key = expression["key"].as_str().unwrap_or("");
+        let values: Vec<&str> = expression["values"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        parts.push(match expression["operator"].as_str().unwrap_or("") {
+            "In" => format!("{key} in ({})", values.join(",")),
+            "NotIn" => format!("{key} notin ({})", values.join(",")),
+            "Exists" => key.to_owned(),
+            "DoesNotExist" => format!("!{key}"),
+            other => format!("{key} {other} ({})", values.join(",")),
+        });
+    }
+    if parts.is_empty() {
+        "<none>".into()
+    } else {
+        parts.join(",")
     }
 }
 
@@ -701,6 +921,58 @@ mod tests {
         assert_eq!(
             (&cells[3], &cells[4], &cells[5]),
             (&json!("0"), &json!(5), &json!(2))
+        );
+    }
+
+    #[test]
+    fn wide_columns_and_events_print_like_kubectl() {
+        let deployment = json!({
+            "metadata": {"name": "web", "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {
+                "selector": {"matchLabels": {"app": "web"},
+                    "matchExpressions": [{"key": "tier", "operator": "In", "values": ["a", "b"]}]},
+                "template": {"spec": {"containers": [
+                    {"name": "app", "image": "app:1"}, {"name": "side", "image": "side:2"}]}},
+            },
+        });
+        let resource = crate::resources::find("apps", "v1", "deployments").unwrap();
+        let printed = table(resource, &[deployment], Some(3), None);
+        let cells = &printed["rows"][0]["cells"];
+        assert_eq!(
+            (&cells[5], &cells[6], &cells[7]),
+            (
+                &json!("app,side"),
+                &json!("app:1,side:2"),
+                &json!("app=web,tier in (a,b)")
+            )
+        );
+        let event = json!({
+            "metadata": {"name": "p.1", "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "involvedObject": {"kind": "Pod", "name": "p", "fieldPath": "spec.containers{app}"},
+            "type": "Normal", "reason": "Started", "message": "Started container app",
+            "source": {"component": "kubelet", "host": "vm"}, "count": 2,
+            "firstTimestamp": "2026-01-01T00:00:00Z", "lastTimestamp": "2026-01-01T00:00:00Z",
+        });
+        let resource = crate::resources::find("", "v1", "events").unwrap();
+        let table = table(resource, &[event], Some(3), None);
+        let names: Vec<&str> = table["columnDefinitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["priority"] == 0)
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["Last Seen", "Type", "Reason", "Object", "Message"]);
+        let cells = &table["rows"][0]["cells"];
+        assert_eq!(
+            (&cells[1], &cells[2], &cells[3], &cells[5], &cells[8]),
+            (
+                &json!("Normal"),
+                &json!("Started"),
+                &json!("pod/p"),
+                &json!("kubelet, vm"),
+                &json!("2")
+            )
         );
     }
 

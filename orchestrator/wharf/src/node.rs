@@ -10,6 +10,7 @@ use wharf_agent::images::WasmImages;
 use wharf_agent::network::{BridgeAddresses, DEFAULT_PLUGIN_DIR, NetworkConfig, PodNetworks};
 use wharf_agent::{Agent, AgentConfig, ContainerRuntime, ImageImporter};
 use wharf_apiserver::client::ClusterApi;
+use wharf_containerd::managed::Options as ManagedOptions;
 use wharf_containerd::{ContainerdConfig, ContainerdRuntime, ManagedContainerd};
 use wharf_gateway::{ClusterAddresses, Gateway, Handlers};
 use wharf_runtime::HttpHandler;
@@ -98,7 +99,10 @@ async fn containerd(
             let Some(binary) = binary else {
                 return (None, None, "containerd: not installed, so only Wasm pods run here (install containerd and runc)".into());
             };
-            match ManagedContainerd::start(&binary, &data_dir.join("containerd")).await {
+            // Container specs (environment variables from Secrets included) stay in memory.
+            let options = ManagedOptions { in_memory: true };
+            let dir = data_dir.join("containerd");
+            match ManagedContainerd::start_with(&binary, &dir, options).await {
                 Ok(daemon) => {
                     let socket = daemon.socket().to_path_buf();
                     managed_daemon = Some(daemon);

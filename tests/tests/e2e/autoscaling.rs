@@ -165,25 +165,43 @@ fn autoscales_like_kubernetes(wharf: &Wharf, name: &str, image: &str, runtime_cl
         top_pods(wharf, name).filter(|rows| rows.iter().any(|(_, cpu, _)| *cpu >= 100))
     });
     eprintln!("{name}: kubectl top under load: {rows:?}");
-    let raw = run(wharf.kubectl().args([
-        "get",
-        "--raw",
-        "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods",
-    ]))
-    .unwrap();
-    let list: Value = serde_json::from_str(&raw).unwrap();
-    let pod = list["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["metadata"]["labels"]["app"] == name)
-        .unwrap_or_else(|| panic!("no PodMetrics of {name} in {raw}"));
+    // A Wasm HTTP component holds memory only while it serves a request (a fresh instance per
+    // request), so the working set sampled at one instant can be 0 between two requests:
+    // under this load it is soon seen above 0.
+    let pod = eventually(
+        &format!("PodMetrics of {name} with memory in use"),
+        30,
+        || {
+            let raw = run(wharf.kubectl().args([
+                "get",
+                "--raw",
+                "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods",
+            ]))
+            .ok()?;
+            let list: Value = serde_json::from_str(&raw).ok()?;
+            list["items"]
+                .as_array()?
+                .iter()
+                .find(|p| p["metadata"]["labels"]["app"] == name)
+                .filter(|p| {
+                    p["containers"][0]["usage"]["memory"]
+                        .as_str()
+                        .is_some_and(|m| m.ends_with("Ki") && m != "0Ki")
+                })
+                .cloned()
+        },
+    );
     assert_eq!(pod["containers"][0]["name"], "app", "{pod}");
+
+    // And on /metrics, in the Prometheus format.
+    let metrics = run(wharf.kubectl().args(["get", "--raw", "/metrics"])).unwrap();
+    let pod_name = &rows[0].0;
     assert!(
-        pod["containers"][0]["usage"]["memory"]
-            .as_str()
-            .is_some_and(|m| m.ends_with("Ki") && m != "0Ki"),
-        "{name}: a running workload holds memory: {pod}"
+        metrics
+            .lines()
+            .any(|l| l.starts_with("container_cpu_usage_cores{")
+                && l.contains(&format!("pod=\"{pod_name}\""))),
+        "{name}: no container_cpu_usage_cores of {pod_name} on /metrics"
     );
 
     // The HPA adds replicas under CPU load.

@@ -1,9 +1,10 @@
-//! End-to-end tests: real `wharf up` processes on loopback, driven by real kubectl 1.37, the
-//! official Python client, the `wharf` CLI and raw HTTP.
+//! End-to-end tests: real `wharf up` processes on loopback, driven by real kubectl (1.37 and
+//! 1.20), the official Python client, the kube crate, the `wharf` CLI and raw HTTP.
 
 mod apply;
 mod autoscaling;
 mod cascade;
+mod compat;
 mod containers;
 mod control_plane;
 mod crash;
@@ -16,6 +17,7 @@ mod probes;
 mod protobuf;
 mod rollout;
 mod secrets;
+mod secrets_at_rest;
 mod streams;
 mod volumes;
 mod wasm;
