@@ -1230,7 +1230,13 @@ async fn apply(registry: &Registry, deployment: &Deployment, actions: &[Action])
                     .create(replica_sets(), namespace, value, &options)
                     .await
                 {
-                    Ok(_) => {}
+                    Ok(_) => {
+                        let replicas = rs.spec.replicas.unwrap_or(0);
+                        if replicas > 0 {
+                            let name = rs.metadata.name.as_deref().unwrap_or("");
+                            scaling_event(registry, deployment, name, 0, replicas).await;
+                        }
+                    }
                     Err(ApiError::AlreadyExists(_)) => {
                         let result = resolve_collision(registry, deployment, rs).await;
                         outcome.record("recording a ReplicaSet name collision", result);
@@ -1258,7 +1264,21 @@ async fn apply(registry: &Registry, deployment: &Deployment, actions: &[Action])
                 if let Some(seconds) = min_ready_seconds {
                     patch["spec"]["minReadySeconds"] = json!(seconds);
                 }
+                let before = registry
+                    .get(
+                        replica_sets(),
+                        Some(&replica_set.namespace),
+                        &replica_set.name,
+                    )
+                    .await
+                    .ok()
+                    .and_then(|rs| rs.pointer("/spec/replicas").and_then(Value::as_i64));
                 let result = patch_main(registry, replica_sets(), replica_set, &patch).await;
+                if result.is_ok()
+                    && let Some(from) = before.filter(|from| *from != i64::from(*replicas))
+                {
+                    scaling_event(registry, deployment, &replica_set.name, from, *replicas).await;
+                }
                 outcome.record("updating a ReplicaSet", result);
             }
             Action::AdoptReplicaSet {
@@ -1349,6 +1369,31 @@ async fn apply(registry: &Registry, deployment: &Deployment, actions: &[Action])
         }
     }
     outcome
+}
+
+/// A `ScalingReplicaSet` Event on the Deployment, as Kubernetes' deployment controller
+/// writes it: "Scaled up replica set NAME from 1 to 3".
+async fn scaling_event(
+    registry: &Registry,
+    deployment: &Deployment,
+    replica_set: &str,
+    from: i64,
+    to: i32,
+) {
+    let Some(key) = ObjectKey::of(&deployment.metadata) else {
+        return;
+    };
+    let direction = if i64::from(to) > from { "up" } else { "down" };
+    let event = crate::event_object(
+        "apps/v1",
+        "Deployment",
+        &key,
+        "Normal",
+        "ScalingReplicaSet",
+        &format!("Scaled {direction} replica set {replica_set} from {from} to {to}"),
+        "deployment-controller",
+    );
+    crate::record_event(registry, event).await;
 }
 
 async fn patch_main(

@@ -116,6 +116,52 @@ pub async fn patch_metadata(
         .map(drop)
 }
 
+/// A Kubernetes Event about `object` (of `api_version`/`kind`), named as Kubernetes' event
+/// recorder names events (`NAME.HEXNANOS`), reported by `component`.
+pub fn event_object(
+    api_version: &str,
+    kind: &str,
+    object: &ObjectKey,
+    type_: &str,
+    reason: &str,
+    message: &str,
+    component: &str,
+) -> Value {
+    let now = meta::now_rfc3339();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": format!("{}.{nanos:x}", object.name), "namespace": object.namespace},
+        "involvedObject": {
+            "apiVersion": api_version, "kind": kind,
+            "namespace": object.namespace, "name": object.name, "uid": object.uid,
+        },
+        "reason": reason,
+        "message": message,
+        "type": type_,
+        "source": {"component": component},
+        "reportingComponent": component,
+        "reportingInstance": component,
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    })
+}
+
+/// Records an Event (best effort: a failure is logged, never retried).
+pub async fn record_event(registry: &Registry, event: Value) {
+    let events = wharf_apiserver::resources::find("", "v1", "events").expect("events are served");
+    let namespace = event["metadata"]["namespace"].as_str().map(str::to_owned);
+    if let Err(error) = registry
+        .create(events, namespace.as_deref(), event, &Default::default())
+        .await
+    {
+        tracing::warn!(%error, "cannot record an event");
+    }
+}
+
 /// Orders owners oldest first (ties by name), so that an orphan several of them select is
 /// adopted by the oldest, as Kubernetes' controllers do.
 pub fn sort_oldest_first<T: k8s_openapi::Metadata<Ty = ObjectMeta>>(owners: &mut [T]) {

@@ -846,31 +846,19 @@ async fn patch_condition(
         .map(drop)
 }
 
-/// A `FailedScheduling` Warning about the pod, named as Kubernetes' event recorder names
-/// events (`POD.HEXNANOS`).
+/// A `FailedScheduling` Warning about the pod.
 fn failed_scheduling_event(pod: &ObjectKey, message: &str) -> serde_json::Value {
-    let now = meta::now_rfc3339();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    json!({
-        "apiVersion": "v1", "kind": "Event",
-        "metadata": {"name": format!("{}.{nanos:x}", pod.name), "namespace": pod.namespace},
-        "involvedObject": {
-            "apiVersion": "v1", "kind": "Pod",
-            "namespace": pod.namespace, "name": pod.name, "uid": pod.uid,
-        },
-        "reason": "FailedScheduling",
-        "message": message,
-        "type": "Warning",
-        "action": "Scheduling",
-        "source": {"component": DEFAULT_SCHEDULER},
-        "reportingComponent": DEFAULT_SCHEDULER,
-        "reportingInstance": DEFAULT_SCHEDULER,
-        "firstTimestamp": now,
-        "lastTimestamp": now,
-        "count": 1,
-    })
+    let mut event = crate::event_object(
+        "v1",
+        "Pod",
+        pod,
+        "Warning",
+        "FailedScheduling",
+        message,
+        DEFAULT_SCHEDULER,
+    );
+    event["action"] = json!("Scheduling");
+    event
 }
 
 /// Runs the scheduler with `policy` until `stopping` resolves: a pass whenever a pod or a Node

@@ -1395,6 +1395,8 @@ fn kubectl_describe_shows_events_and_top_shows_usage() {
             "1 desired | 1 updated | 1 total | 1 available",
             "NewReplicaSet:",
             "Events:",
+            "ScalingReplicaSet",
+            "Scaled up replica set web-",
         ] {
             assert!(out.contains(expected), "{v}: {expected:?} missing in {out}");
         }

@@ -184,19 +184,26 @@ async fn high_cpu_scales_a_deployment_up_and_reports_it_in_the_hpa_status() {
             .any(|c| c["type"] == "ScalingActive" && c["reason"] == "ValidMetricFound"),
         "{conditions:#?}"
     );
-    let rescales: Vec<String> = cluster
-        .list(events(), "")
-        .await
-        .iter()
-        .filter(|e| e["reason"] == "SuccessfulRescale")
-        .map(|e| text(e, "/message").to_owned())
-        .collect();
-    assert!(
-        rescales.iter().any(|m| m.starts_with(
-            "New size: 5; reason: cpu resource utilization (percentage of request) above target"
-        )),
-        "{rescales:?}"
-    );
+    // The Event is written after the scale and the status (best effort, like Kubernetes').
+    eventually("a SuccessfulRescale event", || async move {
+        let rescales: Vec<String> = c
+            .list(events(), "")
+            .await
+            .iter()
+            .filter(|e| e["reason"] == "SuccessfulRescale")
+            .map(|e| text(e, "/message").to_owned())
+            .collect();
+        if rescales.iter().any(|m| {
+            m.starts_with(
+                "New size: 5; reason: cpu resource utilization (percentage of request) above target",
+            )
+        }) {
+            Ok(())
+        } else {
+            Err(format!("{rescales:?}"))
+        }
+    })
+    .await;
     let _ = stop.send(());
     task.await.expect("the HPA controller stops cleanly");
     cluster.stop().await;
