@@ -140,6 +140,26 @@ pub async fn dispatch(State(server): State<Arc<ApiServer>>, request: Request) ->
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let started = std::time::Instant::now();
+    // A write's body is read before anything can refuse the request: a client still sending
+    // it when the answer came would see its connection reset instead of the error. Upgrades
+    // (exec, port-forward) carry no body.
+    let request = if matches!(method, Method::GET | Method::HEAD)
+        || request.headers().contains_key(header::UPGRADE)
+    {
+        request
+    } else {
+        let (parts, body) = request.into_parts();
+        match read_all(body).await {
+            Ok(bytes) => Request::from_parts(parts, Body::from(bytes)),
+            Err(error) => {
+                let response = error.into_response();
+                server
+                    .metrics
+                    .record_request("unknown", "", response.status().as_u16());
+                return response;
+            }
+        }
+    };
     let (response, verb, resource) = match route(&server, request).await {
         Ok((response, verb, resource)) => (response, verb, resource),
         Err((error, verb, resource)) => (error.into_response(), verb, resource),
@@ -261,11 +281,6 @@ async fn resource_metrics(server: &ApiServer, request: Request, rest: &[&str]) -
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let query = query_of(&request);
-    if method != Method::GET {
-        // Read (and drop) the body before answering, so the client is not cut off while it
-        // still sends it and gets the error instead of a broken pipe.
-        let _ = read_body(request).await;
-    }
     let result = async {
         let target = nodemetrics::target(rest)?;
         if method != Method::GET {
@@ -779,8 +794,12 @@ pub(crate) fn delete_options(query: &Query, body: &[u8]) -> Result<DeleteOptions
 /// An oversized body is still read to its end (up to [`MAX_DRAINED_BYTES`]) and thrown away,
 /// so that the client, which is still sending, receives the 413 instead of a broken pipe.
 pub(crate) async fn read_body(request: Request) -> Result<Bytes, ApiError> {
+    read_all(request.into_body()).await
+}
+
+/// Reads a whole body, up to [`MAX_BODY_BYTES`].
+async fn read_all(mut body: Body) -> Result<Bytes, ApiError> {
     use http_body_util::BodyExt;
-    let mut body = request.into_body();
     let mut collected = Vec::new();
     let mut total = 0usize;
     while let Some(frame) = body.frame().await {

@@ -1503,6 +1503,30 @@ fn unknown_resources_subresources_and_verbs_fail_fast_like_kubernetes() {
         assert_eq!(status["code"], code, "{method} {path}: {status}");
         assert_eq!(status["reason"], reason, "{method} {path}: {status}");
     }
+    // A refused write with a large body still gets its Status: the server reads the body
+    // before it answers, so the client is never cut off mid-send (a broken pipe).
+    let dir = tempfile::tempdir().unwrap();
+    let body = dir.path().join("big.json");
+    std::fs::write(
+        &body,
+        format!(
+            "{{\"kind\":\"PodMetrics\",\"pad\":\"{}\"}}",
+            "x".repeat(2 << 20)
+        ),
+    )
+    .unwrap();
+    for attempt in 0..10 {
+        let out = run(Command::new("curl")
+            .args(["-s", "-m", "10", "-X", "PUT", "-H", "expect:"])
+            .args(["-H", "content-type: application/json", "--data-binary"])
+            .arg(format!("@{}", body.display()))
+            .arg(format!("{}{metrics}", wharf.url())))
+        .unwrap();
+        let status: Value = serde_json::from_str(&out).unwrap_or_else(|_| {
+            panic!("attempt {attempt}: no Status for a large refused PUT: {out}")
+        });
+        assert_eq!(status["code"], 405, "attempt {attempt}: {status}");
+    }
 }
 
 const BUSYBOX: &str = "/usr/bin/busybox";
