@@ -406,7 +406,7 @@ spec:
                 })
             });
         }
-        let read = eventually(&format!("{kind}-mount to serve its secret"), 30, || {
+        let read = eventually(&format!("{kind}-mount to serve its secret"), 60, || {
             get_file(&wharf, &format!("{kind}-mount"), "/etc/creds/password")
         });
         assert_eq!(read, value, "{kind}");
