@@ -299,6 +299,26 @@ impl Wharf {
         }
     }
 
+    /// `kubectl apply -f` of a YAML text.
+    pub fn apply(&self, yaml: &str) {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let file = dir.path().join("m.yaml");
+        std::fs::write(&file, yaml).expect("the manifest written");
+        run(self.kubectl().args(["apply", "-f"]).arg(&file)).expect("kubectl apply");
+    }
+
+    /// The node port of a Service's first port.
+    pub fn node_port(&self, service: &str) -> String {
+        run(self.kubectl().args([
+            "get",
+            "svc",
+            service,
+            "-o",
+            "jsonpath={.spec.ports[0].nodePort}",
+        ]))
+        .expect("the Service's node port")
+    }
+
     /// A kubectl command with this Wharf's kubeconfig and a discovery cache of its own (kubectl
     /// caches discovery per host:port in ~/.kube/cache, and a port reused by another server,
     /// e.g. an older build, would otherwise answer from that server's cache).

@@ -239,10 +239,10 @@ fn parse_element_key(key: &str) -> Option<PathElement> {
     match kind {
         "f:" => Some(PathElement::Field(rest.to_owned())),
         "k:" => match serde_json::from_str::<Value>(rest).ok()? {
-            key @ Value::Object(_) => Some(PathElement::Key(canonical_json(&key))),
+            key @ Value::Object(_) => Some(PathElement::Key(crate::canonical_json(&key))),
             _ => None,
         },
-        "v:" => Some(PathElement::Value(canonical_json(
+        "v:" => Some(PathElement::Value(crate::canonical_json(
             &serde_json::from_str(rest).ok()?,
         ))),
         "i:" => rest.parse().ok().map(PathElement::Index),
@@ -288,42 +288,6 @@ fn go_string(value: &Value) -> String {
         Value::String(text) => format!("{text:?}"),
         other => other.to_string(),
     }
-}
-
-/// JSON with object keys sorted at every level, so equal values have one spelling.
-fn canonical_json(value: &Value) -> String {
-    fn write_value(value: &Value, out: &mut String) {
-        match value {
-            Value::Object(map) => {
-                let mut keys: Vec<&String> = map.keys().collect();
-                keys.sort();
-                out.push('{');
-                for (i, key) in keys.into_iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    out.push_str(&Value::String(key.clone()).to_string());
-                    out.push(':');
-                    write_value(&map[key], out);
-                }
-                out.push('}');
-            }
-            Value::Array(items) => {
-                out.push('[');
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    write_value(item, out);
-                }
-                out.push(']');
-            }
-            scalar => out.push_str(&scalar.to_string()),
-        }
-    }
-    let mut out = String::new();
-    write_value(value, &mut out);
-    out
 }
 
 /// How a list's items are identified and merged.
@@ -409,7 +373,7 @@ fn key_default(key: &str) -> Option<Value> {
 fn item_element(kind: ListKind, item: &Value) -> Option<PathElement> {
     match kind {
         ListKind::Atomic => None,
-        ListKind::Set => Some(PathElement::Value(canonical_json(item))),
+        ListKind::Set => Some(PathElement::Value(crate::canonical_json(item))),
         ListKind::Map(keys) => {
             let mut key = Map::new();
             for name in keys {
@@ -417,7 +381,7 @@ fn item_element(kind: ListKind, item: &Value) -> Option<PathElement> {
                     key.insert((*name).to_owned(), value);
                 }
             }
-            Some(PathElement::Key(canonical_json(&Value::Object(key))))
+            Some(PathElement::Key(crate::canonical_json(&Value::Object(key))))
         }
     }
 }
@@ -1069,7 +1033,7 @@ mod tests {
     }
 
     fn key(json: Value) -> PathElement {
-        PathElement::Key(canonical_json(&json))
+        PathElement::Key(crate::canonical_json(&json))
     }
 
     fn paths(set: &FieldSet) -> Vec<String> {

@@ -796,8 +796,7 @@ fn template_value(template: &PodTemplateSpec) -> Value {
 /// [`equal_ignoring_hash`] does), as 10 hex digits. Equal templates hash equally across
 /// processes and versions of Wharf, so a restarted controller finds the ReplicaSets it made.
 pub fn pod_template_hash(template: &PodTemplateSpec, collision_count: Option<i32>) -> String {
-    let mut canonical = String::new();
-    write_canonical(&template_value(template), &mut canonical);
+    let mut canonical = wharf_apimachinery::canonical_json(&template_value(template));
     if let Some(count) = collision_count {
         let _ = write!(canonical, "#{count}");
     }
@@ -807,37 +806,6 @@ pub fn pod_template_hash(template: &PodTemplateSpec, collision_count: Option<i32
         .bytes()
         .fold(OFFSET, |h, b| (h ^ u64::from(b)).wrapping_mul(PRIME));
     format!("{:010x}", hash >> 24)
-}
-
-/// JSON with object keys in sorted order, independent of how the map was built.
-fn write_canonical(value: &Value, out: &mut String) {
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, key) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(key.clone()).to_string());
-                out.push(':');
-                write_canonical(&map[key], out);
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_canonical(item, out);
-            }
-            out.push(']');
-        }
-        scalar => out.push_str(&scalar.to_string()),
-    }
 }
 
 fn desired_replicas(deployment: &Deployment) -> i32 {

@@ -12,13 +12,6 @@ use std::time::Instant;
 use serde_json::Value;
 use wharf_e2e::{Wharf, eventually, run, samples_out, wharf_bin};
 
-fn apply(wharf: &Wharf, yaml: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("m.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    run(wharf.kubectl().args(["apply", "-f"]).arg(&file)).unwrap();
-}
-
 /// A Deployment (1 replica, a CPU request of 100m) and NodePort Service of one sample.
 fn workload(name: &str, image: &str, runtime_class: &str) -> String {
     format!(
@@ -65,17 +58,6 @@ spec:
     scaleDown: {{stabilizationWindowSeconds: {idle}}}
 "
     )
-}
-
-fn node_port(wharf: &Wharf, service: &str) -> String {
-    run(wharf.kubectl().args([
-        "get",
-        "svc",
-        service,
-        "-o",
-        "jsonpath={.spec.ports[0].nodePort}",
-    ]))
-    .unwrap()
 }
 
 /// Status and body of a GET; `None` if nothing answered.
@@ -152,8 +134,8 @@ fn top_pods(wharf: &Wharf, app: &str) -> Option<Vec<(String, u64, u64)>> {
 
 /// Usage, scale-up under load, scale to zero and wake-up for one sample.
 fn autoscales_like_kubernetes(wharf: &Wharf, name: &str, image: &str, runtime_class: &str) {
-    apply(wharf, &workload(name, image, runtime_class));
-    let port = node_port(wharf, name);
+    wharf.apply(&workload(name, image, runtime_class));
+    let port = wharf.node_port(name);
     let base = format!("http://{}:{port}", wharf.gateway_ip);
     eventually(&format!("{name} to answer"), 90, || {
         get(&format!("{base}/"), 5).filter(|(code, _)| *code == 200)
@@ -205,7 +187,7 @@ fn autoscales_like_kubernetes(wharf: &Wharf, name: &str, image: &str, runtime_cl
     );
 
     // The HPA adds replicas under CPU load.
-    apply(wharf, &autoscaler(name, 8));
+    wharf.apply(&autoscaler(name, 8));
     let scaled = eventually(
         &format!("the HPA to scale {name} up under load"),
         90,

@@ -23,13 +23,6 @@ fn kubectl_json(wharf: &Wharf, args: &[&str]) -> Value {
     serde_json::from_str(&out).unwrap()
 }
 
-fn apply(wharf: &Wharf, yaml: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("m.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    run(wharf.kubectl().args(["apply", "-f"]).arg(&file)).unwrap();
-}
-
 /// A Job of the hello-job sample whose pods exit with `exit_code`.
 fn job(
     name: &str,
@@ -70,7 +63,7 @@ fn a_job_runs_parallel_pods_until_its_completions_succeeded() {
     let dir = tempfile::tempdir().unwrap();
     let wharf = Wharf::start_isolated(&dir.path().join("data")).unwrap();
     push(&wharf, "hello-job.wasm", "hello-job:latest");
-    apply(&wharf, &job("three", 3, 2, 6, 0));
+    wharf.apply(&job("three", 3, 2, 6, 0));
     let done = eventually("the Job to complete", 90, || {
         let job = kubectl_json(&wharf, &["get", "job", "three"]);
         // Never more than `parallelism` pods at once.
@@ -130,7 +123,7 @@ fn a_job_whose_pods_fail_stops_at_its_backoff_limit() {
     let dir = tempfile::tempdir().unwrap();
     let wharf = Wharf::start_isolated(&dir.path().join("data")).unwrap();
     push(&wharf, "hello-job.wasm", "hello-job:latest");
-    apply(&wharf, &job("fails", 1, 1, 1, 1));
+    wharf.apply(&job("fails", 1, 1, 1, 1));
     // The first failure is retried after 10 s; the second exceeds backoffLimit 1.
     let failed = eventually("the Job to fail", 120, || {
         let job = kubectl_json(&wharf, &["get", "job", "fails"]);
@@ -165,7 +158,7 @@ fn a_job_past_its_active_deadline_is_stopped_and_a_suspended_one_runs_nothing() 
         "  completions:",
         "  activeDeadlineSeconds: 5\n  completions:",
     );
-    apply(&wharf, &slow);
+    wharf.apply(&slow);
     let mut most_active = 0;
     let failed = eventually("the Job to fail at its deadline", 30, || {
         let job = kubectl_json(&wharf, &["get", "job", "slow"]);
@@ -184,7 +177,7 @@ fn a_job_past_its_active_deadline_is_stopped_and_a_suspended_one_runs_nothing() 
     // Created suspended: no pods until resumed.
     let suspended =
         job("later", 1, 1, 6, 0).replace("  completions:", "  suspend: true\n  completions:");
-    apply(&wharf, &suspended);
+    wharf.apply(&suspended);
     let job = eventually("the Suspended condition", 30, || {
         let job = kubectl_json(&wharf, &["get", "job", "later"]);
         true_condition(&job, "Suspended").map(|_| job)

@@ -12,13 +12,6 @@ use wharf_e2e::{Wharf, eventually, run, samples_out, wharf_bin};
 
 use crate::volumes::events_of;
 
-fn apply(wharf: &Wharf, yaml: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("m.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    run(wharf.kubectl().args(["apply", "-f"]).arg(&file)).unwrap();
-}
-
 /// The one pod of Deployment `app`, once there is exactly one.
 fn pod_of(wharf: &Wharf, app: &str) -> Option<Value> {
     let out = run(wharf
@@ -100,17 +93,6 @@ spec: {{type: NodePort, selector: {{app: {name}}}, ports: [{{port: 80, targetPor
     )
 }
 
-fn node_port(wharf: &Wharf, service: &str) -> String {
-    run(wharf.kubectl().args([
-        "get",
-        "svc",
-        service,
-        "-o",
-        "jsonpath={.spec.ports[0].nodePort}",
-    ]))
-    .unwrap()
-}
-
 /// A Deployment of one sample with one readiness probe given as YAML flow text.
 fn with_readiness(name: &str, image: &str, runtime_class: &str, probe: &str) -> String {
     format!(
@@ -142,8 +124,7 @@ fn probes_behave_like_kubernetes(wharf: &Wharf, kind: &str, image: &str, runtime
         format!("{kind}-dead"),
         format!("{kind}-unready"),
     );
-    apply(
-        wharf,
+    wharf.apply(
         &[
             deployment(
                 &ok,
@@ -177,7 +158,7 @@ fn probes_behave_like_kubernetes(wharf: &Wharf, kind: &str, image: &str, runtime
     eventually(&format!("{ok} to become Ready"), 90, || {
         pod_of(wharf, &ok).filter(|pod| condition(pod, "Ready") == "True")
     });
-    let url = format!("http://{}:{}/", wharf.gateway_ip, node_port(wharf, &ok));
+    let url = format!("http://{}:{}/", wharf.gateway_ip, wharf.node_port(&ok));
     eventually(&format!("{ok} to answer through its NodePort"), 30, || {
         get(&url).filter(|(code, _)| *code == 200)
     });
@@ -234,11 +215,7 @@ fn probes_behave_like_kubernetes(wharf: &Wharf, kind: &str, image: &str, runtime
         "",
         "{kind}: unready pod still in the endpoints"
     );
-    let url = format!(
-        "http://{}:{}/",
-        wharf.gateway_ip,
-        node_port(wharf, &unready)
-    );
+    let url = format!("http://{}:{}/", wharf.gateway_ip, wharf.node_port(&unready));
     let (code, body) = get(&url).expect("the gateway answers");
     assert_eq!(code, 503, "{kind}: {body}");
     assert!(body.contains("no ready endpoints"), "{kind}: {body}");
@@ -308,15 +285,12 @@ fn liveness_readiness_and_startup_probes_act_the_same_on_wasm_and_container_pods
     probes_behave_like_kubernetes(&wharf, "ctr", "hello-container:latest", "runc");
 
     // tcpSocket (by port name) reaches a container at its pod IP.
-    apply(
-        &wharf,
-        &with_readiness(
-            "ctr-tcp",
-            "hello-container:latest",
-            "runc",
-            "{tcpSocket: {port: web}, periodSeconds: 1}",
-        ),
-    );
+    wharf.apply(&with_readiness(
+        "ctr-tcp",
+        "hello-container:latest",
+        "runc",
+        "{tcpSocket: {port: web}, periodSeconds: 1}",
+    ));
     eventually("ctr-tcp to become Ready", 60, || {
         pod_of(&wharf, "ctr-tcp").filter(|pod| condition(pod, "Ready") == "True")
     });

@@ -13,13 +13,6 @@ use wharf_e2e::{Agent, Wharf, eventually, run, samples_out, until, wharf_bin};
 
 use crate::secrets::random_value;
 
-fn apply(wharf: &Wharf, yaml: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("m.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    run(wharf.kubectl().args(["apply", "-f"]).arg(&file)).unwrap();
-}
-
 /// `wharf up` with managed containerd and both samples loaded.
 fn start_with_samples(data: &Path) -> Wharf {
     let wharf = Wharf::start_isolated_with(data, &["--containerd", "managed"]).unwrap();
@@ -194,8 +187,7 @@ fn secret_volumes_live_in_memory_and_updates_reach_running_pods_on_both_runtimes
     let _unmount = UnmountOnDrop(dir.path().to_path_buf());
     let wharf = start_with_samples(&data);
     let value = random_value();
-    apply(
-        &wharf,
+    wharf.apply(
         &[
             secret("creds", "password", &value),
             config_map("settings", "greeting", "hello"),
@@ -203,16 +195,13 @@ fn secret_volumes_live_in_memory_and_updates_reach_running_pods_on_both_runtimes
         .join("---\n"),
     );
     for (kind, image, runtime_class) in RUNTIMES {
-        apply(
-            &wharf,
-            &pod(
-                &format!("{kind}-vol"),
-                image,
-                runtime_class,
-                "creds",
-                Some("settings"),
-            ),
-        );
+        wharf.apply(&pod(
+            &format!("{kind}-vol"),
+            image,
+            runtime_class,
+            "creds",
+            Some("settings"),
+        ));
     }
     for (kind, _, _) in RUNTIMES {
         let name = format!("{kind}-vol");
@@ -254,8 +243,7 @@ fn secret_volumes_live_in_memory_and_updates_reach_running_pods_on_both_runtimes
 
     // Updates reach the files of the running pods (environment variables would not change).
     let updated = random_value();
-    apply(
-        &wharf,
+    wharf.apply(
         &[
             secret("creds", "password", &updated),
             config_map("settings", "greeting", "bonjour"),
@@ -284,7 +272,7 @@ fn secret_volumes_live_in_memory_and_updates_reach_running_pods_on_both_runtimes
     let mut wharf = wharf;
     wharf.restart().unwrap();
     let after_restart = random_value();
-    apply(&wharf, &secret("creds", "password", &after_restart));
+    wharf.apply(&secret("creds", "password", &after_restart));
     for (kind, _, _) in RUNTIMES {
         let name = format!("{kind}-vol");
         until(
@@ -316,10 +304,8 @@ fn a_pod_whose_secret_is_missing_waits_and_starts_once_it_is_created() {
     let wharf = start_with_samples(&dir.path().join("data"));
     for (kind, image, runtime_class) in RUNTIMES {
         // A missing Secret in env: CreateContainerConfigError.
-        apply(
-            &wharf,
-            &format!(
-                "apiVersion: v1
+        wharf.apply(&format!(
+            "apiVersion: v1
 kind: Pod
 metadata: {{name: {kind}-env}}
 spec:
@@ -332,19 +318,15 @@ spec:
     - name: PASSWORD
       valueFrom: {{secretKeyRef: {{name: {kind}-later-env, key: password}}}}
 "
-            ),
-        );
+        ));
         // A missing Secret as a volume: ContainerCreating and a FailedMount Event.
-        apply(
-            &wharf,
-            &pod(
-                &format!("{kind}-mount"),
-                image,
-                runtime_class,
-                &format!("{kind}-later-vol"),
-                None,
-            ),
-        );
+        wharf.apply(&pod(
+            &format!("{kind}-mount"),
+            image,
+            runtime_class,
+            &format!("{kind}-later-vol"),
+            None,
+        ));
     }
     for (kind, _, _) in RUNTIMES {
         let env_pod = format!("{kind}-env");
@@ -389,8 +371,7 @@ spec:
 
     let value = random_value();
     for (kind, _, _) in RUNTIMES {
-        apply(
-            &wharf,
+        wharf.apply(
             &[
                 secret(&format!("{kind}-later-env"), "password", &value),
                 secret(&format!("{kind}-later-vol"), "password", &value),
@@ -426,11 +407,14 @@ fn an_agent_unmounts_the_secret_volumes_of_pods_deleted_while_it_was_down() {
         .arg(samples_out().join("hello-http.wasm"))
         .args(["--name", "hello-http:latest"]))
     .unwrap();
-    apply(&server, &secret("creds", "password", &random_value()));
-    apply(
-        &server,
-        &pod("wasm-vol", "hello-http:latest", "wasmtime", "creds", None),
-    );
+    server.apply(&secret("creds", "password", &random_value()));
+    server.apply(&pod(
+        "wasm-vol",
+        "hello-http:latest",
+        "wasmtime",
+        "creds",
+        None,
+    ));
     eventually("the pod to run", 60, || {
         pod_json(&server, "wasm-vol")
             .filter(|pod| pod["status"]["containerStatuses"][0]["state"]["running"].is_object())

@@ -22,13 +22,6 @@ fn kubectl_json(wharf: &Wharf, args: &[&str]) -> Value {
     serde_json::from_str(&out).unwrap()
 }
 
-fn apply(wharf: &Wharf, yaml: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("m.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    run(wharf.kubectl().args(["apply", "-f"]).arg(&file)).unwrap();
-}
-
 /// A blocking HTTP GET (these tests are synchronous): status and body, `None` if unreachable.
 fn get(url: &str) -> Option<(u16, String)> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -135,10 +128,10 @@ fn job_pods_succeed_fail_with_the_guest_exit_code_and_restart_with_backoff() {
     let wharf = Wharf::start_isolated(&dir.path().join("data")).unwrap();
     push(&wharf, "hello-job.wasm", "hello-job:latest");
     push(&wharf, "hello-job-p1.wasm", "hello-job-p1:latest");
-    apply(&wharf, &job("ok", "hello-job:latest", "Never", 0));
-    apply(&wharf, &job("ok-p1", "hello-job-p1:latest", "Never", 0));
-    apply(&wharf, &job("fails", "hello-job:latest", "Never", 3));
-    apply(&wharf, &job("retries", "hello-job:latest", "OnFailure", 2));
+    wharf.apply(&job("ok", "hello-job:latest", "Never", 0));
+    wharf.apply(&job("ok-p1", "hello-job-p1:latest", "Never", 0));
+    wharf.apply(&job("fails", "hello-job:latest", "Never", 3));
+    wharf.apply(&job("retries", "hello-job:latest", "OnFailure", 2));
     for name in ["ok", "ok-p1"] {
         eventually(&format!("pod {name} to succeed"), 60, || {
             (pod_status(&wharf, name)["phase"] == "Succeeded").then_some(())
@@ -178,7 +171,7 @@ fn job_pods_succeed_fail_with_the_guest_exit_code_and_restart_with_backoff() {
 fn bad_images_and_unavailable_runtimes_show_clear_reasons_on_the_pod() {
     let dir = tempfile::tempdir().unwrap();
     let wharf = Wharf::start_isolated(&dir.path().join("data")).unwrap();
-    apply(&wharf, &job("missing", "never-pushed:1", "Never", 0));
+    wharf.apply(&job("missing", "never-pushed:1", "Never", 0));
     let waiting = eventually("ErrImagePull", 30, || {
         let state =
             pod_status(&wharf, "missing")["containerStatuses"][0]["state"]["waiting"].clone();
@@ -191,8 +184,7 @@ fn bad_images_and_unavailable_runtimes_show_clear_reasons_on_the_pod() {
             .contains("wharf push"),
         "{waiting}"
     );
-    apply(
-        &wharf,
+    wharf.apply(
         &job("container", "docker.io/library/nginx:1", "Never", 0).replace("wasmtime", "runc"),
     );
     // No node runs containers (--containerd off): the scheduler says so.
@@ -310,10 +302,9 @@ fn ingress_routes_by_host_and_path_and_outgoing_http_follows_the_pod_policy() {
     let dir = tempfile::tempdir().unwrap();
     let wharf = Wharf::start_isolated(&dir.path().join("data")).unwrap();
     push(&wharf, "hello-http.wasm", "hello-http:latest");
-    apply(&wharf, &function("shop", "from-shop", "allow"));
-    apply(&wharf, &function("api", "from-api", "deny"));
-    apply(
-        &wharf,
+    wharf.apply(&function("shop", "from-shop", "allow"));
+    wharf.apply(&function("api", "from-api", "deny"));
+    wharf.apply(
         "apiVersion: networking.k8s.io/v1
 kind: Ingress
 metadata: {name: routes}
