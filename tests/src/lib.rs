@@ -570,12 +570,45 @@ pub fn until(what: &str, seconds: u64, mut check: impl FnMut() -> bool) {
     eventually(what, seconds, || check().then_some(()))
 }
 
-/// A loopback address no other test of this process uses (127.0.x.y).
+/// A loopback address (127.0.x.y) no other running test uses, in this process or another.
 pub fn unique_loopback_ip() -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
+    /// The port whose listener claims an address; no Wharf ever listens on it.
+    const CLAIM_PORT: u16 = 1;
+    /// Claims held until the process exits (the kernel frees them even if it is killed).
+    static CLAIMS: std::sync::Mutex<Vec<TcpListener>> = std::sync::Mutex::new(Vec::new());
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed) + std::process::id() % 200 * 50;
-    format!("127.0.{}.{}", 10 + (n / 250) % 200, 1 + n % 250)
+    const ADDRESSES: u32 = 200 * 250;
+    // Test processes run side by side (nextest runs one per test), so an address is claimed
+    // by listening on it: another process whose start point lands on the same address moves
+    // on instead of sharing the bridge and CIDRs derived from it.
+    let start = std::process::id() % 200 * 50;
+    for _ in 0..ADDRESSES {
+        let n = (start + NEXT.fetch_add(1, Ordering::Relaxed)) % ADDRESSES;
+        let (a, b) = (10 + n / 250, 1 + n % 250);
+        let ip = format!("127.0.{a}.{b}");
+        if let Ok(claim) = TcpListener::bind((ip.as_str(), CLAIM_PORT)) {
+            CLAIMS.lock().unwrap_or_else(|e| e.into_inner()).push(claim);
+            remove_stale_bridges(&format!("wt{a}-{b}"));
+            return ip;
+        }
+    }
+    panic!("every loopback address of the tests is claimed")
+}
+
+/// Deletes the bridges named after a just-claimed address that a killed test run left: the
+/// claim proves that no live test uses them, and stale cluster IPs or pod routes on them
+/// would shadow the new instance's.
+fn remove_stale_bridges(pod_bridge: &str) {
+    for link in [pod_bridge.to_owned(), format!("{pod_bridge}-svc")] {
+        if Path::new("/sys/class/net").join(&link).exists() {
+            let _ = Command::new("ip")
+                .args(["link", "delete", &link])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
 }
 
 /// A free TCP port on `ip`.
