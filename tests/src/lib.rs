@@ -382,6 +382,13 @@ impl Drop for Wharf {
         }
         if !self.leave_mounts {
             unmount_all_under(&self.data_dir);
+            // The pod bridge of an isolated instance (the CNI plugin leaves bridges behind,
+            // as on a Kubernetes node).
+            if let Some(at) = self.flags.iter().position(|f| f == "--pod-bridge")
+                && let Some(bridge) = self.flags.get(at + 1)
+            {
+                remove_bridges(bridge);
+            }
         }
     }
 }
@@ -494,6 +501,11 @@ impl Drop for Agent {
                 let _ = child.kill();
                 let _ = child.wait();
             }
+            if let Some(at) = self.args.iter().position(|a| a == "--pod-bridge")
+                && let Some(bridge) = self.args.get(at + 1)
+            {
+                remove_bridges(bridge);
+            }
         }
         unmount_all_under(&self.data_dir);
     }
@@ -589,17 +601,17 @@ pub fn unique_loopback_ip() -> String {
         let ip = format!("127.0.{a}.{b}");
         if let Ok(claim) = TcpListener::bind((ip.as_str(), CLAIM_PORT)) {
             CLAIMS.lock().unwrap_or_else(|e| e.into_inner()).push(claim);
-            remove_stale_bridges(&format!("wt{a}-{b}"));
+            remove_bridges(&format!("wt{a}-{b}"));
             return ip;
         }
     }
     panic!("every loopback address of the tests is claimed")
 }
 
-/// Deletes the bridges named after a just-claimed address that a killed test run left: the
-/// claim proves that no live test uses them, and stale cluster IPs or pod routes on them
-/// would shadow the new instance's.
-fn remove_stale_bridges(pod_bridge: &str) {
+/// Deletes a pod bridge and its cluster-IP bridge: those of a stopped instance, or those a
+/// killed test run left under a just-claimed address (the claim proves that no live test uses
+/// them, and stale cluster IPs or pod routes on them would shadow the new instance's).
+fn remove_bridges(pod_bridge: &str) {
     for link in [pod_bridge.to_owned(), format!("{pod_bridge}-svc")] {
         if Path::new("/sys/class/net").join(&link).exists() {
             let _ = Command::new("ip")
