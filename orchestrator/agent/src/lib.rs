@@ -10,6 +10,7 @@ pub mod images;
 pub mod logs;
 pub mod network;
 pub mod probe;
+pub mod spdy;
 pub mod spec;
 pub mod stats;
 pub mod status;

@@ -30,11 +30,11 @@ pub fn router(agent: Arc<Agent>) -> Router {
         )
         .route(
             "/exec/{namespace}/{pod}/{container}",
-            get(crate::streams::exec),
+            get(crate::streams::exec).post(crate::streams::exec),
         )
         .route(
             "/portForward/{namespace}/{pod}",
-            get(crate::streams::port_forward),
+            get(crate::streams::port_forward).post(crate::streams::port_forward),
         )
         .route("/wharf/pods/{uid}/http", axum::routing::any(pod_http))
         .route("/wharf/pods/{uid}/http/", axum::routing::any(pod_http))

@@ -1,27 +1,38 @@
 //! The agent's exec endpoint (the kubelet's `exec`), which the API server proxies
-//! `kubectl exec` to: `GET /exec/NAMESPACE/POD/CONTAINER?command=...&stdin=..&stdout=..&
-//! stderr=..&tty=..`, upgraded to a WebSocket that speaks Kubernetes' channel protocol
-//! (`v5.channel.k8s.io`, or `v4.channel.k8s.io` for older clients).
+//! `kubectl exec` to: `/exec/NAMESPACE/POD/CONTAINER?command=...&stdin=..&stdout=..&
+//! stderr=..&tty=..`, upgraded to one of the two carriers of Kubernetes' channel protocol:
 //!
-//! Every binary WebSocket message starts with its channel: 0 stdin (client to server), 1
-//! stdout, 2 stderr, 3 the outcome as a `metav1.Status` (sent once, at the end), 4 terminal
-//! resizes (`{"Width":W,"Height":H}`, client to server), and in v5 255 to close a stream
-//! (`[255, 0]`: the client's stdin has ended). The exit code reaches kubectl in the Status:
-//! `Success`, or `Failure` with reason `NonZeroExitCode` and the code as the message of an
-//! `ExitCode` cause. Anything that keeps the command from running — no such container, a
-//! runtime that cannot exec (Wasm) — is a `Failure` Status too, whose message kubectl prints.
+//! - WebSocket (`GET`, kubectl >= 1.30), subprotocol `v5.channel.k8s.io` or
+//!   `v4.channel.k8s.io`. Every binary message starts with its channel: 0 stdin (client to
+//!   server), 1 stdout, 2 stderr, 3 the outcome as a `metav1.Status` (sent once, at the end), 4
+//!   terminal resizes (`{"Width":W,"Height":H}`, client to server), and in v5 255 to close a
+//!   stream (`[255, 0]`: the client's stdin has ended).
+//! - SPDY/3.1 (`POST` with `Upgrade: SPDY/3.1`, every kubectl before 1.30), stream protocol
+//!   `v4.channel.k8s.io` (`X-Stream-Protocol-Version`). The client opens one SPDY stream per
+//!   channel, named by its `streamType` header (`error`, `stdin`, `stdout`, `stderr`,
+//!   `resize`); the command starts once all that the request calls for are open, as in the
+//!   kubelet. stdin ends with the stream's FIN; resizes are JSON objects, one per line; the
+//!   Status is written to the error stream, which is then finished, as are the others.
 //!
-//! The command runs through [`Runtime::exec_stream`]; closing the WebSocket drops the session,
-//! which kills the command.
+//! The exit code reaches kubectl in the Status: `Success`, or `Failure` with reason
+//! `NonZeroExitCode` and the code as the message of an `ExitCode` cause. Anything that keeps
+//! the command from running — no such container, a runtime that cannot exec (Wasm) — is a
+//! `Failure` Status too, whose message kubectl prints. One loop ([`ExecIo`] over either
+//! carrier) moves the bytes.
 //!
-//! Port forwarding (the kubelet's `portForward`, `GET /portForward/NAMESPACE/POD`) is what
-//! kubectl >= 1.31 speaks: SPDY/3.1 tunnelled in WebSocket binary messages (subprotocol
-//! `SPDY/3.1+portforward.k8s.io`). For every local connection kubectl opens two SPDY streams
-//! with headers `streamType: error|data`, `port` and `requestID`; the data stream carries the
-//! connection's bytes both ways, and the error stream a message if the pod's port cannot be
-//! reached. A container pod is reached at its IP on the node's bridge; a Wasm pod serving
-//! HTTP in process gets an HTTP/1 server connection over the tunnelled bytes, answered by its
-//! `HttpHandler` (whatever the port). Module [`spdy`] holds the framing.
+//! The command runs through [`Runtime::exec_stream`]; closing the connection drops the
+//! session, which kills the command.
+//!
+//! Port forwarding (the kubelet's `portForward`, `/portForward/NAMESPACE/POD`) is a SPDY/3.1
+//! session, tunnelled in WebSocket binary messages (subprotocol
+//! `SPDY/3.1+portforward.k8s.io`, kubectl >= 1.31) or directly on the upgraded connection
+//! (stream protocol `portforward.k8s.io`, older kubectl). For every local connection kubectl
+//! opens two SPDY streams with headers `streamType: error|data`, `port` and `requestID`; the
+//! data stream carries the connection's bytes both ways, and the error stream a message if the
+//! pod's port cannot be reached. A container pod is reached at its IP on the node's bridge; a
+//! Wasm pod serving HTTP in process gets an HTTP/1 server connection over the tunnelled bytes,
+//! answered by its `HttpHandler` (whatever the port). Module [`spdy`] holds the framing and
+//! the session.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -29,7 +40,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
-use axum::extract::{Path as UrlPath, Query, State};
+use axum::extract::{Path as UrlPath, Query, Request, State};
 use axum::response::Response;
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
@@ -39,6 +50,7 @@ use tokio::sync::mpsc;
 use wharf_runtime::{ContainerState, ExecRequest, ExecSession, HttpHandler, Runtime, TerminalSize};
 
 use crate::Agent;
+use crate::spdy;
 
 /// The channel protocol with stream closing (kubectl >= 1.30).
 pub const PROTOCOL_V5: &str = "v5.channel.k8s.io";
@@ -213,21 +225,93 @@ fn running_container(
     }
 }
 
-/// `GET /exec/NAMESPACE/POD/CONTAINER?...`: upgrades to the channel protocol and runs the
-/// command.
+/// `/exec/NAMESPACE/POD/CONTAINER?...`: upgrades to the channel protocol (WebSocket, or
+/// SPDY/3.1 for kubectl before 1.30) and runs the command.
 pub async fn exec(
     State(agent): State<Arc<Agent>>,
     UrlPath((namespace, pod, container)): UrlPath<(String, String, String)>,
     Query(query): Query<Vec<(String, String)>>,
-    upgrade: WebSocketUpgrade,
+    request: Request,
 ) -> Response {
     let options = ExecOptions::from_query(&query);
-    upgrade
-        .protocols([PROTOCOL_V5, PROTOCOL_V4])
-        .on_upgrade(move |socket| async move {
-            let target = running_container(&agent, &namespace, &pod, &container);
-            session(socket, target, options).await;
-        })
+    let target = move || running_container(&agent, &namespace, &pod, &container);
+    if is_spdy(request.headers()) {
+        return spdy_upgrade(request, PROTOCOL_V4, move |connection| async move {
+            let session = spdy::Session::over_stream(connection);
+            spdy_exec_session(session, target(), options).await;
+        });
+    }
+    match websocket_upgrade(request).await {
+        Ok(upgrade) => {
+            upgrade
+                .protocols([PROTOCOL_V5, PROTOCOL_V4])
+                .on_upgrade(move |socket| async move {
+                    session(socket, target(), options).await;
+                })
+        }
+        Err(refused) => refused,
+    }
+}
+
+/// Whether a request asks to switch to SPDY/3.1.
+fn is_spdy(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case(spdy::UPGRADE))
+}
+
+/// The WebSocket handshake of `request`, or why it is not one.
+async fn websocket_upgrade(request: Request) -> Result<WebSocketUpgrade, Response> {
+    use axum::extract::FromRequestParts;
+    use axum::response::IntoResponse;
+    let (mut parts, _) = request.into_parts();
+    WebSocketUpgrade::from_request_parts(&mut parts, &())
+        .await
+        .map_err(IntoResponse::into_response)
+}
+
+/// Answers a SPDY/3.1 upgrade that offers `protocol` (in `X-Stream-Protocol-Version`, as
+/// client-go sends every version it speaks) and runs `serve` on the upgraded connection;
+/// refuses it, as the kubelet does, if the client does not speak `protocol`.
+fn spdy_upgrade<F, Fut>(mut request: Request, protocol: &'static str, serve: F) -> Response
+where
+    F: FnOnce(hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    use axum::http::{StatusCode, header};
+    use axum::response::IntoResponse;
+    let offered: Vec<String> = request
+        .headers()
+        .get_all(spdy::PROTOCOL_HEADER)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|v| v.trim().to_owned())
+        .collect();
+    if !offered.iter().any(|p| p == protocol) {
+        return (
+            StatusCode::FORBIDDEN,
+            format!(
+                "unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server supports [{protocol}]"
+            ),
+        )
+            .into_response();
+    }
+    let upgrade = hyper::upgrade::on(&mut request);
+    tokio::spawn(async move {
+        match upgrade.await {
+            Ok(upgraded) => serve(hyper_util::rt::TokioIo::new(upgraded)).await,
+            Err(e) => tracing::debug!(error = %e, "a SPDY upgrade did not complete"),
+        }
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::UPGRADE, spdy::UPGRADE)
+        .header(spdy::PROTOCOL_HEADER, protocol)
+        .body(axum::body::Body::empty())
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
 /// Runs one exec session on an upgraded WebSocket.
@@ -236,22 +320,7 @@ async fn session(
     target: Result<(Arc<dyn Runtime>, String), String>,
     options: ExecOptions,
 ) {
-    let started = match target {
-        Ok((runtime, id)) => {
-            let mut request = ExecRequest::new(options.command.clone(), std::time::Duration::MAX);
-            request.stdin = options.stdin;
-            request.tty = options.tty;
-            runtime
-                .exec_stream(&id, request)
-                .await
-                .map_err(|e| e.to_string())
-        }
-        Err(message) => Err(message),
-    };
-    let outcome = match started {
-        Ok(exec) => pump(&mut socket, exec, &options).await,
-        Err(message) => Some(Err(message)),
-    };
+    let outcome = run_exec(&mut socket, target, &options).await;
     // `None`: the client went away, and there is nobody to tell.
     if let Some(outcome) = outcome {
         let status = serde_json::to_vec(&outcome_status(&outcome)).unwrap_or_default();
@@ -279,6 +348,278 @@ async fn session(
     }
 }
 
+/// Starts the command and runs it to its end over `io`; `None` when the client went away.
+async fn run_exec(
+    io: &mut impl ExecIo,
+    target: Result<(Arc<dyn Runtime>, String), String>,
+    options: &ExecOptions,
+) -> Option<Result<i32, String>> {
+    let started = match target {
+        Ok((runtime, id)) => {
+            let mut request = ExecRequest::new(options.command.clone(), std::time::Duration::MAX);
+            request.stdin = options.stdin;
+            request.tty = options.tty;
+            runtime
+                .exec_stream(&id, request)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        Err(message) => Err(message),
+    };
+    match started {
+        Ok(exec) => pump(io, exec, options).await,
+        Err(message) => Some(Err(message)),
+    }
+}
+
+/// The client's side of an exec session, whatever carries it.
+trait ExecIo: Send {
+    /// The client's next message; `None` once the client has gone. Cancel-safe: it is raced
+    /// against the command's output.
+    fn next_input(&mut self) -> impl std::future::Future<Output = Option<ClientMessage>> + Send;
+    /// Sends `data` on output `channel` (stdout or stderr); `false` once the client has gone.
+    fn output(
+        &mut self,
+        channel: u8,
+        data: Bytes,
+    ) -> impl std::future::Future<Output = bool> + Send;
+}
+
+impl ExecIo for WebSocket {
+    async fn next_input(&mut self) -> Option<ClientMessage> {
+        loop {
+            match self.recv().await {
+                Some(Ok(Message::Binary(data))) => return Some(parse_client_message(&data)),
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return None,
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+
+    async fn output(&mut self, channel: u8, data: Bytes) -> bool {
+        self.send(Message::Binary(frame(channel, &data)))
+            .await
+            .is_ok()
+    }
+}
+
+/// The streams kubectl opens for an exec over SPDY (`v4.channel.k8s.io`): one per channel,
+/// named by their `streamType` header.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct ExecStreams {
+    error: Option<u32>,
+    stdin: Option<u32>,
+    stdout: Option<u32>,
+    stderr: Option<u32>,
+    resize: Option<u32>,
+}
+
+impl ExecStreams {
+    /// Whether every stream `options` call for is open (as the kubelet, the command starts
+    /// only then).
+    fn complete(&self, options: &ExecOptions) -> bool {
+        self.error.is_some()
+            && (!options.stdin || self.stdin.is_some())
+            && (!options.stdout || self.stdout.is_some())
+            && (!options.stderr || self.stderr.is_some())
+            && (!options.tty || self.resize.is_some())
+    }
+
+    /// Records stream `id` of `kind`; `false` for a kind exec has no use for.
+    fn open(&mut self, kind: &str, id: u32) -> bool {
+        let slot = match kind {
+            "error" => &mut self.error,
+            "stdin" => &mut self.stdin,
+            "stdout" => &mut self.stdout,
+            "stderr" => &mut self.stderr,
+            "resize" => &mut self.resize,
+            _ => return false,
+        };
+        *slot = Some(id);
+        true
+    }
+}
+
+/// How long kubectl may take to open its streams.
+const STREAMS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// An exec over SPDY: the streams, and what the client sent that is not handled yet.
+struct SpdyExec {
+    session: spdy::Session,
+    headers: spdy::HeaderCodec,
+    streams: ExecStreams,
+    /// Terminal sizes, one JSON object per line, as they arrive (in pieces).
+    resizes: BytesMut,
+    /// Decoded messages not handed out yet.
+    inputs: std::collections::VecDeque<ClientMessage>,
+}
+
+impl SpdyExec {
+    /// Accepts the client's streams until all that `options` call for are open.
+    async fn accept(session: spdy::Session, options: &ExecOptions) -> Result<SpdyExec, String> {
+        let mut exec = SpdyExec {
+            session,
+            headers: spdy::HeaderCodec::new(),
+            streams: ExecStreams::default(),
+            resizes: BytesMut::new(),
+            inputs: Default::default(),
+        };
+        tokio::time::timeout(STREAMS_TIMEOUT, async {
+            while !exec.streams.complete(options) {
+                let frame = exec
+                    .session
+                    .frames
+                    .recv()
+                    .await
+                    .ok_or("the client went away")?;
+                exec.take(frame).await;
+            }
+            Ok::<_, String>(())
+        })
+        .await
+        .map_err(|_| "the client did not open its streams in time".to_owned())??;
+        Ok(exec)
+    }
+
+    /// Handles one frame from the client: opens streams, decodes stdin and resizes.
+    async fn take(&mut self, frame: spdy::Frame) {
+        match frame {
+            spdy::Frame::Control {
+                kind: spdy::SYN_STREAM,
+                payload,
+                ..
+            } => {
+                let Some((id, headers)) = spdy::syn_stream(&payload, &mut self.headers) else {
+                    return;
+                };
+                let kind = spdy::header(&headers, "streamtype").unwrap_or("");
+                let reply = if self.streams.open(kind, id) {
+                    spdy::syn_reply(id, &mut self.headers)
+                } else {
+                    spdy::rst_stream(id, spdy::RST_PROTOCOL_ERROR)
+                };
+                let _ = self.session.out.send(reply).await;
+            }
+            spdy::Frame::Data {
+                stream,
+                flags,
+                payload,
+            } => {
+                if Some(stream) == self.streams.stdin {
+                    if !payload.is_empty() {
+                        self.inputs.push_back(ClientMessage::Stdin(payload));
+                    }
+                    if flags & spdy::FLAG_FIN != 0 {
+                        self.inputs.push_back(ClientMessage::CloseStdin);
+                    }
+                } else if Some(stream) == self.streams.resize {
+                    self.resizes.extend_from_slice(&payload);
+                    while let Some(end) = self.resizes.iter().position(|b| *b == b'\n') {
+                        let line = self.resizes.split_to(end + 1);
+                        let mut message = vec![channel::RESIZE];
+                        message.extend_from_slice(&line[..end]);
+                        self.inputs.push_back(parse_client_message(&message.into()));
+                    }
+                }
+            }
+            spdy::Frame::Control {
+                kind: spdy::RST_STREAM,
+                payload,
+                ..
+            } => {
+                if spdy::stream_id(&payload).is_some()
+                    && spdy::stream_id(&payload) == self.streams.stdin
+                {
+                    self.inputs.push_back(ClientMessage::CloseStdin);
+                }
+            }
+            spdy::Frame::Control { .. } => {}
+        }
+    }
+}
+
+impl ExecIo for SpdyExec {
+    async fn next_input(&mut self) -> Option<ClientMessage> {
+        loop {
+            if let Some(message) = self.inputs.pop_front() {
+                return Some(message);
+            }
+            let frame = self.session.frames.recv().await?;
+            if matches!(
+                frame,
+                spdy::Frame::Control {
+                    kind: spdy::GOAWAY,
+                    ..
+                }
+            ) {
+                return None;
+            }
+            self.take(frame).await;
+        }
+    }
+
+    async fn output(&mut self, channel: u8, data: Bytes) -> bool {
+        let stream = match channel {
+            channel::STDOUT => self.streams.stdout,
+            channel::STDERR => self.streams.stderr,
+            _ => None,
+        };
+        match stream {
+            Some(stream) => self
+                .session
+                .out
+                .send(spdy::data_frame(stream, false, &data))
+                .await
+                .is_ok(),
+            None => true,
+        }
+    }
+}
+
+/// Runs one exec over SPDY: once kubectl has opened its streams, the command runs; its
+/// outcome goes on the error stream as a Status (kubectl reads that stream to its end), and
+/// every stream the server writes is finished.
+async fn spdy_exec_session(
+    session: spdy::Session,
+    target: Result<(Arc<dyn Runtime>, String), String>,
+    options: ExecOptions,
+) {
+    let mut exec = match SpdyExec::accept(session, &options).await {
+        Ok(exec) => exec,
+        Err(reason) => {
+            tracing::debug!(%reason, "exec over SPDY did not start");
+            return;
+        }
+    };
+    let Some(outcome) = run_exec(&mut exec, target, &options).await else {
+        return;
+    };
+    let status = serde_json::to_vec(&outcome_status(&outcome)).unwrap_or_default();
+    let streams = exec.streams.clone();
+    let mut last = Vec::new();
+    if let Some(error) = streams.error {
+        last.push(spdy::data_frame(error, false, &status));
+        last.push(spdy::fin(error));
+    }
+    last.extend(
+        [
+            streams.stdout,
+            streams.stderr,
+            streams.stdin,
+            streams.resize,
+        ]
+        .into_iter()
+        .flatten()
+        .map(spdy::fin),
+    );
+    for frame in last {
+        if exec.session.out.send(frame).await.is_err() {
+            return;
+        }
+    }
+    exec.session.close(CLOSE_GRACE).await;
+}
+
 /// How long the client may take to answer the server's close.
 const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -290,7 +631,7 @@ const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 /// from being read (a command that writes before it reads would otherwise deadlock with a
 /// client that keeps sending): while a stdin chunk waits for room, the socket is not read.
 async fn pump(
-    socket: &mut WebSocket,
+    io: &mut impl ExecIo,
     exec: ExecSession,
     options: &ExecOptions,
 ) -> Option<Result<i32, String>> {
@@ -306,17 +647,14 @@ async fn pump(
     let mut pending: Option<Bytes> = None;
     while stdout_open || stderr_open {
         tokio::select! {
-            message = socket.recv(), if pending.is_none() => match message {
-                Some(Ok(Message::Binary(data))) => match parse_client_message(&data) {
-                    ClientMessage::Stdin(bytes) if stdin.is_some() => pending = Some(bytes),
-                    ClientMessage::Resize(size) => {
-                        let _ = resize.try_send(size);
-                    }
-                    ClientMessage::CloseStdin => stdin = None,
-                    _ => {}
-                },
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return None,
-                Some(Ok(_)) => {}
+            message = io.next_input(), if pending.is_none() => match message {
+                Some(ClientMessage::Stdin(bytes)) if stdin.is_some() => pending = Some(bytes),
+                Some(ClientMessage::Resize(size)) => {
+                    let _ = resize.try_send(size);
+                }
+                Some(ClientMessage::CloseStdin) => stdin = None,
+                Some(_) => {}
+                None => return None,
             },
             permit = reserve(stdin.clone()), if pending.is_some() => {
                 match permit {
@@ -332,7 +670,7 @@ async fn pump(
             }
             chunk = stdout.recv(), if stdout_open => match chunk {
                 Some(bytes) if options.stdout => {
-                    if socket.send(Message::Binary(frame(channel::STDOUT, &bytes))).await.is_err() {
+                    if !io.output(channel::STDOUT, bytes).await {
                         return None;
                     }
                 }
@@ -341,7 +679,7 @@ async fn pump(
             },
             chunk = async { stderr.as_mut().expect("guarded").recv().await }, if stderr_open => match chunk {
                 Some(bytes) if options.stderr => {
-                    if socket.send(Message::Binary(frame(channel::STDERR, &bytes))).await.is_err() {
+                    if !io.output(channel::STDERR, bytes).await {
                         return None;
                     }
                 }
@@ -363,6 +701,8 @@ async fn pump(
 
 /// The WebSocket subprotocol of kubectl's port forwarding: SPDY/3.1 inside WebSocket.
 pub const PORT_FORWARD_PROTOCOL: &str = "SPDY/3.1+portforward.k8s.io";
+/// The stream protocol of port forwarding directly over SPDY.
+pub const PORT_FORWARD_SPDY_PROTOCOL: &str = "portforward.k8s.io";
 
 /// Where a pod's forwarded connections go.
 #[derive(Clone)]
@@ -401,19 +741,34 @@ async fn forward_target(
         .ok_or_else(|| format!("pod {namespace}/{pod} has no IP yet"))
 }
 
-/// `GET /portForward/NAMESPACE/POD`: upgrades to SPDY over WebSocket and forwards every
-/// connection kubectl opens to the pod.
+/// `/portForward/NAMESPACE/POD`: upgrades to SPDY (over WebSocket, or directly for kubectl
+/// before 1.31) and forwards every connection kubectl opens to the pod.
 pub async fn port_forward(
     State(agent): State<Arc<Agent>>,
     UrlPath((namespace, pod)): UrlPath<(String, String)>,
-    upgrade: WebSocketUpgrade,
+    request: Request,
 ) -> Response {
-    upgrade
-        .protocols([PORT_FORWARD_PROTOCOL])
-        .on_upgrade(move |socket| async move {
-            let target = forward_target(&agent, &namespace, &pod).await;
-            forward_session(socket, target).await;
-        })
+    if is_spdy(request.headers()) {
+        return spdy_upgrade(
+            request,
+            PORT_FORWARD_SPDY_PROTOCOL,
+            move |connection| async move {
+                let target = forward_target(&agent, &namespace, &pod).await;
+                forward_session(spdy::Session::over_stream(connection), target).await;
+            },
+        );
+    }
+    match websocket_upgrade(request).await {
+        Ok(upgrade) => {
+            upgrade
+                .protocols([PORT_FORWARD_PROTOCOL])
+                .on_upgrade(move |socket| async move {
+                    let target = forward_target(&agent, &namespace, &pod).await;
+                    forward_session(spdy::Session::over_websocket(socket), target).await;
+                })
+        }
+        Err(refused) => refused,
+    }
 }
 
 /// One stream kubectl opened.
@@ -426,117 +781,88 @@ enum OpenStream {
 }
 
 /// Runs the SPDY session of one `kubectl port-forward` until the client goes.
-async fn forward_session(mut socket: WebSocket, target: Result<ForwardTarget, String>) {
-    let (frames, mut outgoing) = mpsc::channel::<Bytes>(64);
-    let mut buffer = BytesMut::new();
+async fn forward_session(mut session: spdy::Session, target: Result<ForwardTarget, String>) {
     let mut headers = spdy::HeaderCodec::new();
     let mut streams: HashMap<u32, OpenStream> = HashMap::new();
     // The error stream of each request id, until its data stream arrives.
     let mut error_streams: HashMap<String, u32> = HashMap::new();
-    loop {
-        let data = tokio::select! {
-            message = socket.recv() => match message {
-                Some(Ok(Message::Binary(data))) => data,
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
-                Some(Ok(_)) => continue,
-            },
-            Some(frame) = outgoing.recv() => {
-                if socket.send(Message::Binary(frame)).await.is_err() {
+    while let Some(frame) = session.frames.recv().await {
+        let reply = match frame {
+            spdy::Frame::Data {
+                stream,
+                flags,
+                payload,
+            } => {
+                if let Some(OpenStream::Data(inbound)) = streams.get_mut(&stream) {
+                    if let Some(sender) = inbound
+                        && !payload.is_empty()
+                    {
+                        let _ = sender.send(payload);
+                    }
+                    if flags & spdy::FLAG_FIN != 0 {
+                        *inbound = None;
+                    }
+                }
+                None
+            }
+            spdy::Frame::Control {
+                kind: spdy::SYN_STREAM,
+                payload,
+                ..
+            } => {
+                let Some((stream, opened)) = spdy::syn_stream(&payload, &mut headers) else {
+                    tracing::debug!("port-forward: an unreadable SYN_STREAM ends the session");
                     return;
+                };
+                let header = |name: &str| spdy::header(&opened, name);
+                let request = header("requestid").unwrap_or("").to_owned();
+                let port = header("port").and_then(|p| p.parse::<u16>().ok());
+                match (header("streamtype"), port) {
+                    (Some("error"), Some(_)) => {
+                        streams.insert(stream, OpenStream::Error);
+                        error_streams.insert(request, stream);
+                        Some(spdy::syn_reply(stream, &mut headers))
+                    }
+                    (Some("data"), Some(port)) => {
+                        // Unbounded: the session's one loop must never wait for one
+                        // connection's target (it carries every connection's frames), and
+                        // kubectl sends only what its local client wrote.
+                        let (sender, inbound) = mpsc::unbounded_channel();
+                        streams.insert(stream, OpenStream::Data(Some(sender)));
+                        let error_stream = error_streams.remove(&request);
+                        tokio::spawn(forward_connection(
+                            target.clone(),
+                            port,
+                            stream,
+                            error_stream,
+                            inbound,
+                            session.out.clone(),
+                        ));
+                        Some(spdy::syn_reply(stream, &mut headers))
+                    }
+                    _ => Some(spdy::rst_stream(stream, spdy::RST_PROTOCOL_ERROR)),
                 }
-                continue;
             }
+            spdy::Frame::Control {
+                kind: spdy::RST_STREAM,
+                payload,
+                ..
+            } => {
+                if let Some(stream) = spdy::stream_id(&payload) {
+                    streams.remove(&stream);
+                }
+                None
+            }
+            spdy::Frame::Control {
+                kind: spdy::GOAWAY, ..
+            } => return,
+            // SETTINGS, WINDOW_UPDATE (the client enforces no flow control), HEADERS.
+            spdy::Frame::Control { .. } => None,
         };
-        buffer.extend_from_slice(&data);
-        while let Some(frame) = spdy::next_frame(&mut buffer) {
-            let reply = match frame {
-                spdy::Frame::Data {
-                    stream,
-                    flags,
-                    payload,
-                } => {
-                    if let Some(OpenStream::Data(inbound)) = streams.get_mut(&stream) {
-                        if let Some(sender) = inbound
-                            && !payload.is_empty()
-                        {
-                            let _ = sender.send(payload);
-                        }
-                        if flags & spdy::FLAG_FIN != 0 {
-                            *inbound = None;
-                        }
-                    }
-                    None
-                }
-                spdy::Frame::Control {
-                    kind: spdy::SYN_STREAM,
-                    payload,
-                    ..
-                } => {
-                    let Some((stream, opened)) = spdy::syn_stream(&payload, &mut headers) else {
-                        tracing::debug!("port-forward: an unreadable SYN_STREAM ends the session");
-                        return;
-                    };
-                    let header = |name: &str| {
-                        opened
-                            .iter()
-                            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-                            .map(|(_, value)| value.as_str())
-                    };
-                    let request = header("requestid").unwrap_or("").to_owned();
-                    let port = header("port").and_then(|p| p.parse::<u16>().ok());
-                    match (header("streamtype"), port) {
-                        (Some("error"), Some(_)) => {
-                            streams.insert(stream, OpenStream::Error);
-                            error_streams.insert(request, stream);
-                            Some(spdy::syn_reply(stream, &mut headers))
-                        }
-                        (Some("data"), Some(port)) => {
-                            // Unbounded: the session's one loop must never wait for one
-                            // connection's target (it carries every connection's output and
-                            // the pings), and kubectl sends only what its local client wrote.
-                            let (sender, inbound) = mpsc::unbounded_channel();
-                            streams.insert(stream, OpenStream::Data(Some(sender)));
-                            let error_stream = error_streams.remove(&request);
-                            tokio::spawn(forward_connection(
-                                target.clone(),
-                                port,
-                                stream,
-                                error_stream,
-                                inbound,
-                                frames.clone(),
-                            ));
-                            Some(spdy::syn_reply(stream, &mut headers))
-                        }
-                        _ => Some(spdy::rst_stream(stream, spdy::RST_PROTOCOL_ERROR)),
-                    }
-                }
-                spdy::Frame::Control {
-                    kind: spdy::RST_STREAM,
-                    payload,
-                    ..
-                } => {
-                    if let Some(stream) = spdy::stream_id(&payload) {
-                        streams.remove(&stream);
-                    }
-                    None
-                }
-                // Pings from the client are answered with the same frame.
-                spdy::Frame::Control {
-                    kind: spdy::PING,
-                    payload,
-                    ..
-                } => Some(spdy::control_frame(spdy::PING, 0, &payload)),
-                spdy::Frame::Control {
-                    kind: spdy::GOAWAY, ..
-                } => return,
-                // SETTINGS, WINDOW_UPDATE (the client enforces no flow control), HEADERS.
-                spdy::Frame::Control { .. } => None,
-            };
-            if let Some(reply) = reply
-                && socket.send(Message::Binary(reply)).await.is_err()
-            {
-                return;
-            }
+        if let Some(reply) = reply
+            && session.out.send(reply).await.is_err()
+        {
+            return;
         }
     }
 }
@@ -634,339 +960,6 @@ async fn serve_http(stream: tokio::io::DuplexStream, handler: Arc<dyn HttpHandle
     }
 }
 
-/// SPDY/3.1 framing, as much as port forwarding needs: frames, SYN_STREAM headers
-/// (zlib-compressed with the protocol's dictionary), SYN_REPLY, RST_STREAM, PING.
-pub mod spdy {
-    use bytes::{BufMut, Bytes, BytesMut};
-    use flate2::{Decompress, FlushDecompress};
-
-    /// Control frame types.
-    pub const SYN_STREAM: u16 = 1;
-    /// A stream accepted.
-    pub const SYN_REPLY: u16 = 2;
-    /// A stream ended abnormally.
-    pub const RST_STREAM: u16 = 3;
-    /// A ping, answered with the same frame.
-    pub const PING: u16 = 6;
-    /// The session ends.
-    pub const GOAWAY: u16 = 7;
-    /// The last frame of a stream in this direction.
-    pub const FLAG_FIN: u8 = 0x01;
-    /// RST_STREAM status: the stream was not understood.
-    pub const RST_PROTOCOL_ERROR: u32 = 1;
-    /// The SPDY version.
-    const VERSION: u16 = 3;
-
-    /// One frame.
-    #[derive(Clone, Debug, PartialEq, Eq)]
-    pub enum Frame {
-        /// A control frame.
-        Control {
-            /// Its type.
-            kind: u16,
-            /// Its flags.
-            flags: u8,
-            /// What follows the 8-byte header.
-            payload: Bytes,
-        },
-        /// A data frame.
-        Data {
-            /// The stream.
-            stream: u32,
-            /// Its flags.
-            flags: u8,
-            /// The data.
-            payload: Bytes,
-        },
-    }
-
-    /// Takes the first complete frame off `buffer`, if it holds one.
-    pub fn next_frame(buffer: &mut BytesMut) -> Option<Frame> {
-        if buffer.len() < 8 {
-            return None;
-        }
-        let length = u32::from_be_bytes([0, buffer[5], buffer[6], buffer[7]]) as usize;
-        if buffer.len() < 8 + length {
-            return None;
-        }
-        let head = buffer.split_to(8);
-        let payload = buffer.split_to(length).freeze();
-        let flags = head[4];
-        Some(if head[0] & 0x80 != 0 {
-            Frame::Control {
-                kind: u16::from_be_bytes([head[2], head[3]]),
-                flags,
-                payload,
-            }
-        } else {
-            Frame::Data {
-                stream: u32::from_be_bytes([head[0], head[1], head[2], head[3]]) & 0x7fff_ffff,
-                flags,
-                payload,
-            }
-        })
-    }
-
-    /// A control frame of `kind`.
-    pub fn control_frame(kind: u16, flags: u8, payload: &[u8]) -> Bytes {
-        let mut frame = BytesMut::with_capacity(8 + payload.len());
-        frame.put_u16(0x8000 | VERSION);
-        frame.put_u16(kind);
-        frame.put_u32((u32::from(flags) << 24) | payload.len() as u32);
-        frame.put_slice(payload);
-        frame.freeze()
-    }
-
-    /// A data frame on `stream`.
-    pub fn data_frame(stream: u32, fin: bool, data: &[u8]) -> Bytes {
-        let mut frame = BytesMut::with_capacity(8 + data.len());
-        frame.put_u32(stream & 0x7fff_ffff);
-        let flags = if fin { FLAG_FIN } else { 0 };
-        frame.put_u32((u32::from(flags) << 24) | data.len() as u32);
-        frame.put_slice(data);
-        frame.freeze()
-    }
-
-    /// The stream id at the start of a control frame's payload.
-    pub fn stream_id(payload: &[u8]) -> Option<u32> {
-        let id: [u8; 4] = payload.get(..4)?.try_into().ok()?;
-        Some(u32::from_be_bytes(id) & 0x7fff_ffff)
-    }
-
-    /// The stream id and headers of a SYN_STREAM.
-    pub fn syn_stream(
-        payload: &[u8],
-        codec: &mut HeaderCodec,
-    ) -> Option<(u32, Vec<(String, String)>)> {
-        let stream = stream_id(payload)?;
-        let headers = codec.decode(payload.get(10..)?).ok()?;
-        Some((stream, headers))
-    }
-
-    /// The SYN_REPLY accepting `stream`, with no headers.
-    pub fn syn_reply(stream: u32, codec: &mut HeaderCodec) -> Bytes {
-        let mut payload = (stream & 0x7fff_ffff).to_be_bytes().to_vec();
-        payload.extend_from_slice(&codec.encode_empty());
-        control_frame(SYN_REPLY, 0, &payload)
-    }
-
-    /// The RST_STREAM of `stream` with `status`.
-    pub fn rst_stream(stream: u32, status: u32) -> Bytes {
-        let mut payload = (stream & 0x7fff_ffff).to_be_bytes().to_vec();
-        payload.extend_from_slice(&status.to_be_bytes());
-        control_frame(RST_STREAM, 0, &payload)
-    }
-
-    /// The header blocks of one session: each direction is one zlib stream for the whole
-    /// session, the client's compressed with the SPDY/3 dictionary.
-    pub struct HeaderCodec {
-        inflate: Decompress,
-        started_output: bool,
-    }
-
-    impl Default for HeaderCodec {
-        fn default() -> HeaderCodec {
-            HeaderCodec::new()
-        }
-    }
-
-    impl HeaderCodec {
-        /// A codec at the start of a session.
-        pub fn new() -> HeaderCodec {
-            HeaderCodec {
-                inflate: Decompress::new(true),
-                started_output: false,
-            }
-        }
-
-        /// Decodes the client's next header block into its (lower-case) names and values.
-        pub fn decode(&mut self, block: &[u8]) -> Result<Vec<(String, String)>, String> {
-            let mut plain = Vec::with_capacity(256);
-            let mut consumed = 0;
-            loop {
-                if plain.capacity() - plain.len() < 256 {
-                    plain.reserve(1024);
-                }
-                let before = self.inflate.total_in();
-                let room = plain.capacity() - plain.len();
-                let produced_before = plain.len();
-                let result = self.inflate.decompress_vec(
-                    &block[consumed..],
-                    &mut plain,
-                    FlushDecompress::Sync,
-                );
-                consumed += (self.inflate.total_in() - before) as usize;
-                match result {
-                    Ok(_) => {}
-                    Err(e) if e.needs_dictionary().is_some() => {
-                        self.inflate
-                            .set_dictionary(&dictionary())
-                            .map_err(|e| format!("the SPDY header dictionary: {e}"))?;
-                        continue;
-                    }
-                    Err(e) => return Err(format!("a SPDY header block: {e}")),
-                }
-                let produced = plain.len() - produced_before;
-                if consumed >= block.len() && produced < room {
-                    break;
-                }
-                if produced == 0 && consumed >= block.len() {
-                    break;
-                }
-            }
-            parse_header_block(&plain)
-        }
-
-        /// Our next header block, empty: zlib's header once, then a stored (uncompressed)
-        /// deflate block holding a count of zero, then an empty stored block — what a sync
-        /// flush writes, and what makes Go's decompressor hand over the data before it
-        /// looks for the next block (beyond this frame). A stream without a preset
-        /// dictionary is valid for the client's decompressor, so nothing needs compressing.
-        pub fn encode_empty(&mut self) -> Vec<u8> {
-            let mut block = Vec::with_capacity(16);
-            if !self.started_output {
-                // CMF/FLG: deflate, 32 KiB window, no dictionary, check bits valid.
-                block.extend_from_slice(&[0x78, 0x01]);
-                self.started_output = true;
-            }
-            let plain = 0u32.to_be_bytes();
-            let length = plain.len() as u16;
-            block.push(0x00); // not final, stored
-            block.extend_from_slice(&length.to_le_bytes());
-            block.extend_from_slice(&(!length).to_le_bytes());
-            block.extend_from_slice(&plain);
-            block.extend_from_slice(&[0x00, 0x00, 0x00, 0xff, 0xff]);
-            block
-        }
-    }
-
-    /// Parses a decompressed header block: a count, then length-prefixed names and values
-    /// (a value may hold several, separated by NUL; they are kept joined).
-    pub fn parse_header_block(plain: &[u8]) -> Result<Vec<(String, String)>, String> {
-        let mut rest = plain;
-        let mut take = |n: usize| -> Result<&[u8], String> {
-            if rest.len() < n {
-                return Err("a truncated SPDY header block".into());
-            }
-            let (head, tail) = rest.split_at(n);
-            rest = tail;
-            Ok(head)
-        };
-        let count = u32::from_be_bytes(take(4)?.try_into().expect("4 bytes")) as usize;
-        let mut headers = Vec::with_capacity(count.min(64));
-        for _ in 0..count {
-            let length = u32::from_be_bytes(take(4)?.try_into().expect("4 bytes")) as usize;
-            let name = String::from_utf8_lossy(take(length)?).to_lowercase();
-            let length = u32::from_be_bytes(take(4)?.try_into().expect("4 bytes")) as usize;
-            let value = String::from_utf8_lossy(take(length)?).into_owned();
-            headers.push((name, value));
-        }
-        Ok(headers)
-    }
-
-    /// The SPDY/3 header compression dictionary (SPDY draft 3, section 2.6.10.1): these
-    /// names, each with a 4-byte big-endian length, then a run of common values.
-    pub fn dictionary() -> Vec<u8> {
-        const NAMES: &[&str] = &[
-            "options",
-            "head",
-            "post",
-            "put",
-            "delete",
-            "trace",
-            "accept",
-            "accept-charset",
-            "accept-encoding",
-            "accept-language",
-            "accept-ranges",
-            "age",
-            "allow",
-            "authorization",
-            "cache-control",
-            "connection",
-            "content-base",
-            "content-encoding",
-            "content-language",
-            "content-length",
-            "content-location",
-            "content-md5",
-            "content-range",
-            "content-type",
-            "date",
-            "etag",
-            "expect",
-            "expires",
-            "from",
-            "host",
-            "if-match",
-            "if-modified-since",
-            "if-none-match",
-            "if-range",
-            "if-unmodified-since",
-            "last-modified",
-            "location",
-            "max-forwards",
-            "pragma",
-            "proxy-authenticate",
-            "proxy-authorization",
-            "range",
-            "referer",
-            "retry-after",
-            "server",
-            "te",
-            "trailer",
-            "transfer-encoding",
-            "upgrade",
-            "user-agent",
-            "vary",
-            "via",
-            "warning",
-            "www-authenticate",
-            "method",
-            "get",
-            "status",
-            "200 OK",
-            "version",
-            "HTTP/1.1",
-            "url",
-            "public",
-            "set-cookie",
-            "keep-alive",
-            "origin",
-        ];
-        const VALUES: &str = concat!(
-            "100101201202205206300302303304305306307402405406407408409410411412413414415416417",
-            "502504505",
-            "203 Non-Authoritative Information",
-            "204 No Content",
-            "301 Moved Permanently",
-            "400 Bad Request",
-            "401 Unauthorized",
-            "403 Forbidden",
-            "404 Not Found",
-            "500 Internal Server Error",
-            "501 Not Implemented",
-            "503 Service Unavailable",
-            "Jan Feb Mar Apr May Jun Jul Aug Sept Oct Nov Dec 00:00:00 ",
-            "Mon, Tue, Wed, Thu, Fri, Sat, Sun, GMT",
-            "chunked,text/html,image/png,image/jpg,image/gif,application/xml,",
-            "application/xhtml+xml,text/plain,text/javascript,public",
-            "private",
-            "max-age=",
-            "gzip,deflate,sdch",
-            "charset=utf-8",
-            "charset=iso-8859-1,utf-,*,enq=0.",
-        );
-        let mut dictionary = Vec::with_capacity(1500);
-        for name in NAMES {
-            dictionary.extend_from_slice(&(name.len() as u32).to_be_bytes());
-            dictionary.extend_from_slice(name.as_bytes());
-        }
-        dictionary.extend_from_slice(VALUES.as_bytes());
-        dictionary
-    }
-}
-
 /// Room for one chunk of stdin; `None` when there is no stdin (any more).
 async fn reserve(
     stdin: Option<tokio::sync::mpsc::Sender<Bytes>>,
@@ -1036,89 +1029,155 @@ mod tests {
         assert_ne!(status["reason"], "NonZeroExitCode");
     }
 
-    /// The header blocks of the first two SYN_STREAMs kubectl 1.37 sent for one forwarded
-    /// connection (its error stream, then its data stream), as captured: one zlib stream with
-    /// the SPDY/3 dictionary, the second block compressed against the first.
-    const KUBECTL_ERROR_STREAM_HEADERS: &[u8] = b"x\xf9\xe3\xc6\xa7\xc2\x02%:H\xf9[\x04N\xea\x16\x06\x16\x06\x0c\x0c\x0c\x9cE\x90\xf8\xca\x04\xa5cF\x03pJ,)JM\xcc\x85\x166\xac\xa9\xa0\xa8\0\0\0\0\xff\xff";
-    const KUBECTL_DATA_STREAM_HEADERS: &[u8] = b"\x82jF\x95\x02\x95C\x89\x84\x8d\x04\0\0\0\xff\xff";
-
-    #[test]
-    fn kubectl_port_forward_headers_decode_with_the_spdy_dictionary() {
-        let mut codec = spdy::HeaderCodec::new();
-        let mut error = codec.decode(KUBECTL_ERROR_STREAM_HEADERS).expect("decode");
-        error.sort();
-        assert_eq!(
-            error,
-            [
-                ("port".to_owned(), "8080".to_owned()),
-                ("requestid".to_owned(), "0".to_owned()),
-                ("streamtype".to_owned(), "error".to_owned()),
-            ]
-        );
-        let data = codec.decode(KUBECTL_DATA_STREAM_HEADERS).expect("decode");
-        assert!(
-            data.contains(&("streamtype".to_owned(), "data".to_owned())),
-            "{data:?}"
-        );
-    }
-
-    #[test]
-    fn our_header_blocks_are_one_zlib_stream_a_decompressor_reads_block_by_block() {
-        let mut codec = spdy::HeaderCodec::new();
-        let mut inflate = flate2::Decompress::new(true);
-        for _ in 0..3 {
-            let block = codec.encode_empty();
-            let mut plain = Vec::with_capacity(64);
-            inflate
-                .decompress_vec(&block, &mut plain, flate2::FlushDecompress::Sync)
-                .expect("inflate");
-            assert_eq!(plain, [0, 0, 0, 0], "a header block with no headers");
-            assert_eq!(spdy::parse_header_block(&plain), Ok(Vec::new()));
+    /// Reads one frame the server wrote.
+    async fn read_frame(from_server: &mut (impl tokio::io::AsyncRead + Unpin)) -> spdy::Frame {
+        let mut buffer = BytesMut::new();
+        let mut chunk = [0u8; 1];
+        loop {
+            if let Some(frame) = spdy::next_frame(&mut buffer) {
+                return frame;
+            }
+            from_server.read_exact(&mut chunk).await.expect("a frame");
+            buffer.extend_from_slice(&chunk);
         }
     }
 
-    #[test]
-    fn spdy_frames_are_cut_from_the_byte_stream_whole() {
-        let mut stream = BytesMut::new();
-        stream.extend_from_slice(&spdy::data_frame(3, false, b"hello"));
-        stream.extend_from_slice(&spdy::control_frame(spdy::PING, 0, &7u32.to_be_bytes()));
-        stream.extend_from_slice(&spdy::data_frame(3, true, b""));
-        // Frames arrive split anywhere (kubectl writes each field as a WebSocket message).
-        let mut buffer = BytesMut::new();
-        let mut frames = Vec::new();
-        for byte in stream {
-            buffer.extend_from_slice(&[byte]);
-            while let Some(frame) = spdy::next_frame(&mut buffer) {
-                frames.push(frame);
+    #[tokio::test]
+    async fn an_exec_over_spdy_waits_for_its_streams_and_ends_with_the_status_on_the_error_stream()
+    {
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let options = ExecOptions {
+            command: vec!["sh".into()],
+            stdout: true,
+            stderr: true,
+            ..ExecOptions::default()
+        };
+        let session = tokio::spawn(spdy_exec_session(
+            spdy::Session::over_stream(server),
+            Err("container app is not running".into()),
+            options,
+        ));
+        let (mut from_server, mut to_server) = tokio::io::split(client);
+        let mut compress = spdy::tests::client_compressor();
+        for (id, kind) in [(1, "error"), (3, "stdout"), (5, "stderr")] {
+            let syn = spdy::tests::client_syn_stream(&mut compress, id, &[("streamtype", kind)]);
+            to_server.write_all(&syn).await.unwrap();
+            let reply = read_frame(&mut from_server).await;
+            assert!(
+                matches!(&reply, spdy::Frame::Control { kind: spdy::SYN_REPLY, payload, .. }
+                    if spdy::stream_id(payload) == Some(id)),
+                "{reply:?}"
+            );
+        }
+        let spdy::Frame::Data {
+            stream: 1,
+            flags: 0,
+            payload,
+        } = read_frame(&mut from_server).await
+        else {
+            panic!("the Status on the error stream first");
+        };
+        let status: Value = serde_json::from_slice(&payload).unwrap();
+        assert_eq!(status["status"], "Failure");
+        assert_eq!(status["message"], "container app is not running");
+        let mut finished = Vec::new();
+        for _ in 0..3 {
+            match read_frame(&mut from_server).await {
+                spdy::Frame::Data {
+                    stream,
+                    flags: spdy::FLAG_FIN,
+                    payload,
+                } if payload.is_empty() => finished.push(stream),
+                other => panic!("{other:?}"),
             }
         }
         assert_eq!(
-            frames,
+            finished,
+            [1, 3, 5],
+            "every stream the server writes is finished"
+        );
+        // The server waits for the client to close.
+        drop(to_server);
+        drop(from_server);
+        tokio::time::timeout(std::time::Duration::from_secs(5), session)
+            .await
+            .expect("the session ends when the client closes")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn stdin_its_end_and_resizes_cut_anywhere_arrive_whole_over_spdy() {
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let (_from_server, mut to_server) = tokio::io::split(client);
+        let options = ExecOptions {
+            stdin: true,
+            stdout: true,
+            tty: true,
+            ..ExecOptions::default()
+        };
+        let mut compress = spdy::tests::client_compressor();
+        let mut sent = Vec::new();
+        for (id, kind) in [(1, "error"), (3, "stdin"), (5, "stdout"), (7, "resize")] {
+            sent.extend_from_slice(&spdy::tests::client_syn_stream(
+                &mut compress,
+                id,
+                &[("streamtype", kind)],
+            ));
+        }
+        sent.extend_from_slice(&spdy::data_frame(7, false, b"{\"Width\":80,"));
+        sent.extend_from_slice(&spdy::data_frame(3, false, b"echo hi\n"));
+        sent.extend_from_slice(&spdy::data_frame(
+            7,
+            false,
+            b"\"Height\":24}\n{\"Width\":100,\"Height\":30}\n",
+        ));
+        sent.extend_from_slice(&spdy::data_frame(3, true, b""));
+        to_server.write_all(&sent).await.unwrap();
+        let mut exec = SpdyExec::accept(spdy::Session::over_stream(server), &options)
+            .await
+            .expect("every stream opened");
+        let mut inputs = Vec::new();
+        for _ in 0..4 {
+            inputs.push(exec.next_input().await.expect("an input"));
+        }
+        assert_eq!(
+            inputs,
             [
-                spdy::Frame::Data {
-                    stream: 3,
-                    flags: 0,
-                    payload: Bytes::from_static(b"hello")
-                },
-                spdy::Frame::Control {
-                    kind: spdy::PING,
-                    flags: 0,
-                    payload: Bytes::copy_from_slice(&7u32.to_be_bytes())
-                },
-                spdy::Frame::Data {
-                    stream: 3,
-                    flags: spdy::FLAG_FIN,
-                    payload: Bytes::new()
-                },
+                ClientMessage::Stdin(Bytes::from_static(b"echo hi\n")),
+                ClientMessage::Resize(TerminalSize {
+                    width: 80,
+                    height: 24
+                }),
+                ClientMessage::Resize(TerminalSize {
+                    width: 100,
+                    height: 30
+                }),
+                ClientMessage::CloseStdin,
             ]
         );
-        assert!(buffer.is_empty());
-        let reply = spdy::rst_stream(5, spdy::RST_PROTOCOL_ERROR);
-        assert_eq!(
-            &reply[..8],
-            [0x80, 0x03, 0x00, 0x03, 0x00, 0x00, 0x00, 0x08]
+    }
+
+    #[test]
+    fn an_exec_starts_only_once_the_streams_its_options_call_for_are_open() {
+        let options = ExecOptions {
+            stdin: true,
+            stdout: true,
+            stderr: false,
+            tty: true,
+            ..ExecOptions::default()
+        };
+        let mut streams = ExecStreams::default();
+        for (kind, id) in [("error", 1), ("stdin", 3), ("stdout", 5)] {
+            assert!(!streams.complete(&options));
+            assert!(streams.open(kind, id));
+        }
+        assert!(
+            !streams.complete(&options),
+            "a terminal needs its resize stream"
         );
-        assert_eq!(spdy::stream_id(&reply[8..]), Some(5));
+        assert!(!streams.open("data", 9), "not a stream of exec");
+        assert!(streams.open("resize", 7));
+        assert!(streams.complete(&options));
     }
 
     #[test]

@@ -6,8 +6,9 @@
 //! `SPDY/3.1+portforward.k8s.io` for port forwarding), and once both sides have switched
 //! protocols the bytes flow through unchanged, so the API server knows neither protocol.
 //!
-//! Only WebSocket is served. kubectl >= 1.31 uses it for both and falls back to SPDY when the
-//! upgrade is refused; a SPDY request gets a Status saying so.
+//! Both upgrades kubectl knows are proxied: WebSocket (`GET`, kubectl from 1.30 for exec and
+//! from 1.31 for port forwarding) and SPDY/3.1 (`POST`, every older kubectl, and the newer
+//! ones' fallback), whose stream protocol is named in `X-Stream-Protocol-Version`.
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -29,6 +30,7 @@ const REQUEST_HEADERS: &[&str] = &[
     "sec-websocket-key",
     "sec-websocket-version",
     "sec-websocket-protocol",
+    "x-stream-protocol-version",
 ];
 
 /// The handshake headers passed from the agent back to the client.
@@ -37,14 +39,18 @@ const RESPONSE_HEADERS: &[&str] = &[
     "connection",
     "sec-websocket-accept",
     "sec-websocket-protocol",
+    "x-stream-protocol-version",
 ];
 
-/// Whether a request asks to switch to WebSocket.
-fn is_websocket(headers: &HeaderMap) -> bool {
-    headers
+/// Whether a request asks to switch to a protocol the agent speaks: WebSocket (on a `GET`)
+/// or SPDY/3.1.
+fn is_stream_upgrade(method: &Method, headers: &HeaderMap) -> bool {
+    let upgrade = headers
         .get(header::UPGRADE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+        .unwrap_or("");
+    (method == Method::GET && upgrade.eq_ignore_ascii_case("websocket"))
+        || upgrade.eq_ignore_ascii_case("SPDY/3.1")
 }
 
 /// Which container: the one asked for (it must be in the pod), or the first (kubectl always
@@ -82,9 +88,9 @@ pub async fn serve(
             "attach is not supported by Wharf: use `kubectl exec` or `kubectl logs -f`".into(),
         ));
     }
-    if request.method() != Method::GET || !is_websocket(request.headers()) {
+    if !is_stream_upgrade(request.method(), request.headers()) {
         return Err(ApiError::BadRequest(format!(
-            "Wharf serves {subresource} over WebSocket only, not SPDY: use kubectl 1.31 or newer"
+            "{subresource} needs a connection upgrade to WebSocket or SPDY/3.1"
         )));
     }
     let pods = resources::find("", "v1", "pods").expect("served");
@@ -124,7 +130,7 @@ pub async fn serve(
         }
     });
     let mut forward = hyper::Request::builder()
-        .method(Method::GET)
+        .method(request.method().clone())
         .uri(path)
         .header(header::HOST, format!("{address}:{port}"));
     for name in REQUEST_HEADERS {
@@ -221,12 +227,16 @@ mod tests {
     }
 
     #[test]
-    fn only_a_websocket_upgrade_is_proxied() {
+    fn websocket_on_a_get_and_spdy_are_proxied_and_nothing_else() {
         let mut headers = HeaderMap::new();
-        assert!(!is_websocket(&headers));
+        assert!(!is_stream_upgrade(&Method::GET, &headers));
         headers.insert(header::UPGRADE, "SPDY/3.1".parse().unwrap());
-        assert!(!is_websocket(&headers));
+        assert!(is_stream_upgrade(&Method::POST, &headers));
+        assert!(is_stream_upgrade(&Method::GET, &headers));
         headers.insert(header::UPGRADE, "WebSocket".parse().unwrap());
-        assert!(is_websocket(&headers));
+        assert!(is_stream_upgrade(&Method::GET, &headers));
+        assert!(!is_stream_upgrade(&Method::POST, &headers));
+        headers.insert(header::UPGRADE, "h2c".parse().unwrap());
+        assert!(!is_stream_upgrade(&Method::GET, &headers));
     }
 }

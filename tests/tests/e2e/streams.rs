@@ -1,9 +1,9 @@
-//! `kubectl exec` and `kubectl port-forward` end to end, with real kubectl 1.37 through the
-//! API server to the pod's agent. exec (WebSocket, `v5.channel.k8s.io`, into containerd): the
+//! `kubectl exec` and `kubectl port-forward` end to end, with real kubectl 1.37 (WebSocket)
+//! and 1.20 (SPDY/3.1) through the API server to the pod's agent. exec (into containerd): the
 //! exit code, stdout and stderr apart, stdin (echoed by `cat`, with its end reaching the
-//! command), a terminal under `script`, and a Wasm pod's clear refusal. port-forward (SPDY
-//! tunnelled in WebSocket): HTTP through the tunnel to a container pod's IP and to a Wasm
-//! pod's in-process handler.
+//! command), a terminal under `script` (with the size kubectl sends), and a Wasm pod's clear
+//! refusal. port-forward (SPDY, tunnelled in WebSocket by 1.37, direct from 1.20): HTTP
+//! through the tunnel to a container pod's IP and to a Wasm pod's in-process handler.
 //!
 //! The container image is Debian's static busybox (`busybox-static`, installed by
 //! scripts/setup.sh) packed by scripts/oci-pack.py as `/busybox`.
@@ -12,7 +12,10 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use wharf_e2e::{Wharf, eventually, free_port, run, samples_out, until, wharf_bin, workspace_root};
+use wharf_e2e::{
+    Wharf, eventually, free_port, kubectl, kubectl_1_20, run, samples_out, until, wharf_bin,
+    workspace_root,
+};
 
 const BUSYBOX: &str = "/usr/bin/busybox";
 
@@ -53,6 +56,18 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// kubectl 1.37 (exec and port-forward over WebSocket) and 1.20 (over SPDY/3.1).
+fn kubectls() -> [(&'static str, std::path::PathBuf); 2] {
+    [("1.37", kubectl()), ("1.20", kubectl_1_20())]
+}
+
+/// `binary` pointed at `wharf`.
+fn kubectl_for(binary: &Path, wharf: &Wharf) -> Command {
+    let mut command = Command::new(binary);
+    command.env("KUBECONFIG", wharf.kubeconfig());
+    command
+}
+
 #[test]
 fn kubectl_exec_runs_commands_in_container_pods_and_explains_wasm_pods() {
     let dir = tempfile::tempdir().unwrap();
@@ -85,68 +100,77 @@ fn kubectl_exec_runs_commands_in_container_pods_and_explains_wasm_pods() {
         names.contains(&"shell").then(|| wasm.to_string())
     });
 
-    // The exit code reaches kubectl; stdout and stderr stay apart.
-    let ran = output_of(wharf.kubectl().args([
-        "exec",
-        "shell",
-        "--",
-        "/busybox",
-        "sh",
-        "-c",
-        "echo to-stdout; echo to-stderr >&2; exit 3",
-    ]));
-    assert_eq!(ran.status.code(), Some(3), "{ran:?}");
-    assert_eq!(text(&ran.stdout), "to-stdout\n");
-    assert!(text(&ran.stderr).starts_with("to-stderr\n"), "{ran:?}");
-    let ran = output_of(
-        wharf
-            .kubectl()
-            .args(["exec", "shell", "--", "/busybox", "true"]),
-    );
-    assert_eq!(ran.status.code(), Some(0), "{ran:?}");
-    assert_eq!(text(&ran.stderr), "");
+    for (version, binary) in kubectls() {
+        let kc = || kubectl_for(&binary, &wharf);
+        // The exit code reaches kubectl; stdout and stderr stay apart.
+        let ran = output_of(kc().args([
+            "exec",
+            "shell",
+            "--",
+            "/busybox",
+            "sh",
+            "-c",
+            "echo to-stdout; echo to-stderr >&2; exit 3",
+        ]));
+        assert_eq!(ran.status.code(), Some(3), "{version}: {ran:?}");
+        assert_eq!(text(&ran.stdout), "to-stdout\n", "{version}");
+        assert!(
+            text(&ran.stderr).starts_with("to-stderr\n"),
+            "{version}: {ran:?}"
+        );
+        let ran = output_of(kc().args(["exec", "shell", "--", "/busybox", "true"]));
+        assert_eq!(ran.status.code(), Some(0), "{version}: {ran:?}");
+        assert_eq!(text(&ran.stderr), "", "{version}");
 
-    // stdin is echoed, and its end ends `cat`.
-    let input: String = (0..20_000).map(|i| format!("line {i}\n")).collect();
-    let mut cat = wharf
-        .kubectl()
-        .args(["exec", "-i", "shell", "--", "/busybox", "cat"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = cat.stdin.take().unwrap();
-    let writer = {
-        let input = input.clone();
-        std::thread::spawn(move || stdin.write_all(input.as_bytes()))
-    };
-    let echoed = cat.wait_with_output().unwrap();
-    writer.join().unwrap().unwrap();
-    assert!(echoed.status.success(), "{echoed:?}");
-    assert!(text(&echoed.stdout) == input, "cat did not echo its stdin");
+        // stdin is echoed, and its end ends `cat`.
+        let input: String = (0..20_000).map(|i| format!("line {i}\n")).collect();
+        let mut cat = kc()
+            .args(["exec", "-i", "shell", "--", "/busybox", "cat"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = cat.stdin.take().unwrap();
+        let writer = {
+            let input = input.clone();
+            std::thread::spawn(move || stdin.write_all(input.as_bytes()))
+        };
+        let echoed = cat.wait_with_output().unwrap();
+        writer.join().unwrap().unwrap();
+        assert!(echoed.status.success(), "{version}: {echoed:?}");
+        assert!(
+            text(&echoed.stdout) == input,
+            "{version}: cat did not echo its stdin"
+        );
 
-    // A terminal, under `script` (the test has none of its own).
-    let kubectl = wharf_e2e::kubectl();
-    let inner = format!(
-        "{} exec -it shell -- /busybox sh -c 'tty; exit 5'",
-        kubectl.display()
-    );
-    let ran = output_of(
-        Command::new("script")
-            .args(["-qec", &inner, "/dev/null"])
-            .env("KUBECONFIG", wharf.kubeconfig()),
-    );
-    assert_eq!(ran.status.code(), Some(5), "{ran:?}");
-    assert!(text(&ran.stdout).contains("/dev/pts/"), "{ran:?}");
+        // A terminal, under `script` (the test has none of its own), of the size kubectl
+        // sends on its resize channel or stream. (The size reaches the terminal once the
+        // command has started, as with the kubelet: a command looking at once may see 0x0.)
+        let inner = format!(
+            "stty cols 91 rows 17; {} exec -it shell -- /busybox sh -c 'tty; sleep 1; /busybox stty size; exit 5'",
+            binary.display()
+        );
+        let ran = output_of(
+            Command::new("script")
+                .args(["-qec", &inner, "/dev/null"])
+                .env("KUBECONFIG", wharf.kubeconfig()),
+        );
+        assert_eq!(ran.status.code(), Some(5), "{version}: {ran:?}");
+        assert!(
+            text(&ran.stdout).contains("/dev/pts/"),
+            "{version}: {ran:?}"
+        );
+        assert!(text(&ran.stdout).contains("17 91"), "{version}: {ran:?}");
 
-    // A Wasm pod has nothing to exec into, and kubectl says why instead of hanging.
-    let ran = output_of(wharf.kubectl().args(["exec", &wasm_pod, "--", "sh"]));
-    assert_eq!(ran.status.code(), Some(1), "{ran:?}");
-    assert!(
-        text(&ran.stderr).contains("exec into a Wasm workload"),
-        "{ran:?}"
-    );
+        // A Wasm pod has nothing to exec into, and kubectl says why instead of hanging.
+        let ran = output_of(kc().args(["exec", &wasm_pod, "--", "sh"]));
+        assert_eq!(ran.status.code(), Some(1), "{version}: {ran:?}");
+        assert!(
+            text(&ran.stderr).contains("exec into a Wasm workload"),
+            "{version}: {ran:?}"
+        );
+    }
 }
 
 /// A running `kubectl port-forward`, stopped when dropped.
@@ -197,11 +221,13 @@ fn kubectl_port_forward_reaches_container_and_wasm_pods() {
         Some([find("hello-container-")?, find("hello-http-")?])
     });
 
-    for pod in pods {
+    for ((version, binary), pod) in kubectls()
+        .into_iter()
+        .flat_map(|kc| pods.iter().map(move |pod| (kc.clone(), pod)))
+    {
         let port = free_port();
         let _forward = PortForward(
-            wharf
-                .kubectl()
+            kubectl_for(&binary, &wharf)
                 .args([
                     "port-forward",
                     &format!("pod/{pod}"),
@@ -214,18 +240,22 @@ fn kubectl_port_forward_reaches_container_and_wasm_pods() {
                 .unwrap(),
         );
         let url = format!("http://127.0.0.1:{port}/");
-        until(&format!("{pod} to answer through port-forward"), 30, || {
-            Command::new("curl")
-                .args(["-sf", "-m", "3", &url])
-                .output()
-                .is_ok_and(|o| {
-                    o.status.success() && String::from_utf8_lossy(&o.stdout).contains("Hello")
-                })
-        });
+        until(
+            &format!("{pod} to answer through port-forward of kubectl {version}"),
+            30,
+            || {
+                Command::new("curl")
+                    .args(["-sf", "-m", "3", &url])
+                    .output()
+                    .is_ok_and(|o| {
+                        o.status.success() && String::from_utf8_lossy(&o.stdout).contains("Hello")
+                    })
+            },
+        );
         // Later connections go through the same tunnel.
         for _ in 0..3 {
             let answer = output_of(Command::new("curl").args(["-sf", "-m", "5", &url]));
-            assert!(answer.status.success(), "{pod}: {answer:?}");
+            assert!(answer.status.success(), "{version} {pod}: {answer:?}");
         }
     }
 }
