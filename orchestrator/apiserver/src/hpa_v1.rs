@@ -258,9 +258,20 @@ pub async fn handle(
         }
         (Method::GET, None) => {
             if query.get("watch").is_some_and(|w| w == "true" || w == "1") {
-                return Err(ApiError::MethodNotSupported(format!(
-                    "watch of {API_VERSION} horizontalpodautoscalers is not served; watch autoscaling/v2"
-                )));
+                let view = crate::watch::View {
+                    api_version: API_VERSION,
+                    convert: to_v1,
+                };
+                return crate::watch::serve(
+                    server,
+                    resource,
+                    Some(view),
+                    namespace.map(str::to_owned),
+                    options,
+                    query,
+                    headers,
+                )
+                .await;
             }
             let page = registry.list(resource, namespace, &options).await?;
             if crate::http::wants_table(headers) {

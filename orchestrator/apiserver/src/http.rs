@@ -245,6 +245,7 @@ async fn hpa_v1_route(server: &ApiServer, request: Request, rest: &[&str]) -> Ro
     let query = query_of(&request);
     let verb = match (method.as_str(), name.is_some()) {
         ("GET", true) => "get",
+        ("GET", false) if flag(&query, "watch") => "watch",
         ("GET", false) => "list",
         ("POST", _) => "create",
         ("PUT", _) => "update",
@@ -394,6 +395,7 @@ async fn handle(
                 return watch::serve(
                     server,
                     resource,
+                    None,
                     target.namespace.clone(),
                     options,
                     &query,

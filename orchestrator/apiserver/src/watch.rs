@@ -29,10 +29,22 @@ const BOOKMARK_INTERVAL: Duration = Duration::from_secs(5);
 /// minutes).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
-/// Starts a watch and returns the streaming response.
+/// Another version of a stored resource, served as a conversion of its objects (e.g.
+/// `autoscaling/v1` HPAs from the stored v2 ones).
+#[derive(Clone, Copy)]
+pub struct View {
+    /// The version's `apiVersion`.
+    pub api_version: &'static str,
+    /// The stored form to this version's.
+    pub convert: fn(Value) -> Value,
+}
+
+/// Starts a watch and returns the streaming response; with a `view`, objects are sent in its
+/// version (tables are built from the stored form, whose columns they show).
 pub async fn serve(
     server: &ApiServer,
     resource: &'static Resource,
+    view: Option<View>,
     namespace: Option<String>,
     options: ListOptions,
     query: &Query,
@@ -78,8 +90,12 @@ pub async fn serve(
     tokio::spawn(async move {
         metrics.watch_started();
         let line = |kind: &str, object: &Value| -> Bytes {
-            let object = if as_table && kind != "BOOKMARK" && kind != "ERROR" {
+            let object = if kind == "BOOKMARK" || kind == "ERROR" {
+                object.clone()
+            } else if as_table {
                 table::table(resource, std::slice::from_ref(object), None, None)
+            } else if let Some(view) = view {
+                (view.convert)(object.clone())
             } else {
                 object.clone()
             };
@@ -93,7 +109,9 @@ pub async fn serve(
             if initial_end {
                 metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
             }
-            json!({"kind": resource.kind, "apiVersion": resource.api_version(), "metadata": metadata})
+            let api_version =
+                view.map_or_else(|| resource.api_version(), |v| v.api_version.to_owned());
+            json!({"kind": resource.kind, "apiVersion": api_version, "metadata": metadata})
         };
         let mut watch = match watch {
             Ok(watch) => watch,

@@ -361,3 +361,63 @@ async fn a_watch_with_an_unparseable_resource_version_is_a_bad_request() {
     crate::support::assert_status(&status, StatusCode::BAD_REQUEST, "BadRequest", "yesterday");
     assert_eq!(t.revision(), before);
 }
+
+#[tokio::test]
+async fn an_autoscaling_v1_watch_streams_the_stored_v2_hpas_in_their_v1_form() {
+    let t = TestServer::new().await;
+    let v2 = "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers";
+    let hpa = |name: &str| {
+        json!({
+            "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": name},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                "maxReplicas": 5,
+                "metrics": [{"type": "Resource", "resource": {
+                    "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 60}}}],
+            },
+        })
+    };
+    t.create(v2, &hpa("before")).await;
+    let mut watch = t
+        .watch("/apis/autoscaling/v1/namespaces/default/horizontalpodautoscalers?watch=true&allowWatchBookmarks=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan")
+        .await;
+    let initial = watch.next().await;
+    assert_eq!(initial["type"], "ADDED");
+    assert_eq!(initial["object"]["apiVersion"], "autoscaling/v1");
+    assert_eq!(
+        initial["object"]["spec"]["targetCPUUtilizationPercentage"],
+        60
+    );
+    assert!(initial["object"]["spec"].get("metrics").is_none());
+    let end = watch.next().await;
+    assert_eq!(end["type"], "BOOKMARK");
+    assert_eq!(end["object"]["apiVersion"], "autoscaling/v1");
+    assert_eq!(
+        end["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"],
+        "true"
+    );
+
+    // A change written in v2 reaches the v1 watcher in v1.
+    let (code, _) = t
+        .patch(
+            &format!("{v2}/before"),
+            "application/merge-patch+json",
+            &json!({"spec": {"maxReplicas": 7}}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    let modified = loop {
+        let event = watch.next().await;
+        if event["type"] != "BOOKMARK" {
+            break event;
+        }
+    };
+    assert_eq!(modified["type"], "MODIFIED");
+    assert_eq!(modified["object"]["apiVersion"], "autoscaling/v1");
+    assert_eq!(modified["object"]["spec"]["maxReplicas"], 7);
+    assert_eq!(
+        modified["object"]["spec"]["targetCPUUtilizationPercentage"],
+        60
+    );
+}
