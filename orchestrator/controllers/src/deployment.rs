@@ -61,7 +61,7 @@ use wharf_apiserver::resources::{self, Resource};
 use wharf_apiserver::{ApiError, meta};
 
 use crate::{
-    ObjectKey, PassOutcome, Selector, controller_reference, controller_uid, drive,
+    EventRecorder, ObjectKey, PassOutcome, Selector, controller_reference, controller_uid, drive,
     group_by_controller, is_deleting, list_typed, patch_metadata, sort_oldest_first,
 };
 
@@ -1142,6 +1142,7 @@ fn replica_sets() -> &'static Resource {
 /// One pass over the Deployments and ReplicaSets of some namespaces (all, if `None`).
 pub async fn pass(
     registry: &Registry,
+    events: &EventRecorder,
     namespaces: Option<BTreeSet<String>>,
 ) -> Result<PassOutcome, ApiError> {
     let now = meta::now();
@@ -1166,7 +1167,7 @@ pub async fn pass(
                     if Some(&replica_set.uid) == rs.metadata.uid.as_ref())
             })
         });
-        outcome = outcome.merge(apply(registry, deployment, &actions).await);
+        outcome = outcome.merge(apply(registry, events, deployment, &actions).await);
         outcome = outcome.merge(PassOutcome {
             requeue_after: requeue_after(deployment, now),
             failed_writes: false,
@@ -1177,7 +1178,12 @@ pub async fn pass(
 
 /// Applies one Deployment's actions in order. If the new ReplicaSet cannot be created, the
 /// rest waits: scaling the old ones down without the new one would only lose capacity.
-async fn apply(registry: &Registry, deployment: &Deployment, actions: &[Action]) -> PassOutcome {
+async fn apply(
+    registry: &Registry,
+    events: &EventRecorder,
+    deployment: &Deployment,
+    actions: &[Action],
+) -> PassOutcome {
     let mut outcome = PassOutcome::default();
     let options = WriteOptions::default();
     for action in actions {
@@ -1202,7 +1208,7 @@ async fn apply(registry: &Registry, deployment: &Deployment, actions: &[Action])
                         let replicas = rs.spec.replicas.unwrap_or(0);
                         if replicas > 0 {
                             let name = rs.metadata.name.as_deref().unwrap_or("");
-                            scaling_event(registry, deployment, name, 0, replicas).await;
+                            scaling_event(events, deployment, name, 0, replicas);
                         }
                     }
                     Err(ApiError::AlreadyExists(_)) => {
@@ -1245,7 +1251,7 @@ async fn apply(registry: &Registry, deployment: &Deployment, actions: &[Action])
                 if result.is_ok()
                     && let Some(from) = before.filter(|from| *from != i64::from(*replicas))
                 {
-                    scaling_event(registry, deployment, &replica_set.name, from, *replicas).await;
+                    scaling_event(events, deployment, &replica_set.name, from, *replicas);
                 }
                 outcome.record("updating a ReplicaSet", result);
             }
@@ -1341,8 +1347,8 @@ async fn apply(registry: &Registry, deployment: &Deployment, actions: &[Action])
 
 /// A `ScalingReplicaSet` Event on the Deployment, as Kubernetes' deployment controller
 /// writes it: "Scaled up replica set NAME from 1 to 3".
-async fn scaling_event(
-    registry: &Registry,
+fn scaling_event(
+    events: &EventRecorder,
     deployment: &Deployment,
     replica_set: &str,
     from: i64,
@@ -1361,7 +1367,7 @@ async fn scaling_event(
         &format!("Scaled {direction} replica set {replica_set} from {from} to {to}"),
         "deployment-controller",
     );
-    crate::record_event(registry, event).await;
+    events.record(event);
 }
 
 async fn patch_main(
@@ -1426,15 +1432,16 @@ async fn resolve_collision(
         .map(drop)
 }
 
-/// Runs the Deployment controller until `stopping` resolves.
-pub async fn run(registry: Registry, stopping: impl Future<Output = ()>) {
-    let registry = &registry;
+/// Runs the Deployment controller until `stopping` resolves, recording its Events with
+/// `events`.
+pub async fn run(registry: Registry, events: EventRecorder, stopping: impl Future<Output = ()>) {
+    let (registry, events) = (&registry, &events);
     drive(
         registry,
         "deployment",
         &[deployments(), replica_sets()],
         stopping,
-        move |namespaces| pass(registry, namespaces),
+        move |namespaces| pass(registry, events, namespaces),
     )
     .await;
 }

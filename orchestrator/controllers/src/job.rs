@@ -39,6 +39,12 @@
 //! [`run`] applies plans whenever a Job or a pod changes (re-planning only the namespace that
 //! changed), when a backoff or deadline is due, and every [`RESYNC_INTERVAL`](crate::RESYNC_INTERVAL).
 //! Every write carries its target's uid as a precondition.
+//!
+//! Events about the Job, from `job-controller`, as Kubernetes records them: `SuccessfulCreate`
+//! "Created pod: NAME" and `SuccessfulDelete` "Deleted pod: NAME" for each pod, and, once, when
+//! the status that finishes the Job is written ([`finished_event`]): `Completed` "Job
+//! completed", or a Warning with the reason and message of the `Failed` condition
+//! (`BackoffLimitExceeded`, `DeadlineExceeded`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -54,9 +60,12 @@ use wharf_apiserver::resources::{self, Resource};
 use wharf_apiserver::{ApiError, meta};
 
 use crate::{
-    ObjectKey, PassOutcome, controller_reference, drive, group_by_controller, is_deleting,
-    list_typed,
+    EventRecorder, ObjectKey, PassOutcome, PodChange, controller_reference, drive,
+    group_by_controller, is_deleting, list_typed, pod_change_event,
 };
+
+/// The component the Job controller's Events come from (Kubernetes' name).
+pub const COMPONENT: &str = "job-controller";
 
 /// The most pods one pass creates or deletes for one Job, so one huge Job cannot starve the
 /// others.
@@ -443,6 +452,45 @@ fn finishing_target(conditions: &[JobCondition]) -> Option<Target> {
     find("SuccessCriteriaMet").map(|_| COMPLETIONS_REACHED)
 }
 
+/// The Event that says a Job finished: its type, reason and message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FinishedEvent {
+    /// `Normal` or `Warning`.
+    pub type_: &'static str,
+    /// `Completed`, or the reason of the `Failed` condition.
+    pub reason: String,
+    /// `Job completed`, or the message of the `Failed` condition.
+    pub message: String,
+}
+
+/// The Event Kubernetes' Job controller records when a Job finishes (`recordJobFinished`), if
+/// the status `new` replacing `old` is the one that finishes it: `Normal Completed "Job
+/// completed"` for `Complete`, or a Warning with the `Failed` condition's reason and message.
+pub fn finished_event(old: Option<&JobStatus>, new: &JobStatus) -> Option<FinishedEvent> {
+    let old = old
+        .and_then(|s| s.conditions.as_deref())
+        .unwrap_or_default();
+    let new = new.conditions.as_deref().unwrap_or_default();
+    if is_true(old, "Complete") || is_true(old, "Failed") {
+        return None;
+    }
+    if is_true(new, "Complete") {
+        return Some(FinishedEvent {
+            type_: "Normal",
+            reason: "Completed".into(),
+            message: "Job completed".into(),
+        });
+    }
+    let failed = new
+        .iter()
+        .find(|c| c.type_ == "Failed" && c.status == "True")?;
+    Some(FinishedEvent {
+        type_: "Warning",
+        reason: failed.reason.clone().unwrap_or_default(),
+        message: failed.message.clone().unwrap_or_default(),
+    })
+}
+
 fn is_true(conditions: &[JobCondition], type_: &str) -> bool {
     conditions
         .iter()
@@ -515,6 +563,7 @@ fn pods() -> &'static Resource {
 /// One pass over the Jobs and pods of some namespaces (all, if `None`).
 pub async fn pass(
     registry: &Registry,
+    events: &EventRecorder,
     namespaces: Option<BTreeSet<String>>,
 ) -> Result<PassOutcome, ApiError> {
     let now = meta::now();
@@ -529,7 +578,7 @@ pub async fn pass(
         let uid = job.metadata.uid.clone().unwrap_or_default();
         let mine = owned.get(&uid).map(Vec::as_slice).unwrap_or_default();
         let plan = plan(job, mine, now);
-        outcome = outcome.merge(apply(registry, &plan.actions).await);
+        outcome = outcome.merge(apply(registry, events, job, &plan.actions).await);
         outcome = outcome.merge(PassOutcome {
             requeue_after: plan.requeue_after,
             failed_writes: false,
@@ -538,17 +587,31 @@ pub async fn pass(
     Ok(outcome)
 }
 
-/// Applies a plan's actions in order.
-async fn apply(registry: &Registry, actions: &[Action]) -> PassOutcome {
+/// Applies the actions of the plan for `job`, in order.
+async fn apply(
+    registry: &Registry,
+    events: &EventRecorder,
+    job: &Job,
+    actions: &[Action],
+) -> PassOutcome {
     let mut outcome = PassOutcome::default();
     let options = WriteOptions::default();
+    let Some(job_key) = ObjectKey::of(&job.metadata) else {
+        return outcome;
+    };
+    let pod_event = |change, pod: &str| {
+        events.record(pod_change_event(
+            "batch/v1", "Job", &job_key, COMPONENT, change, pod,
+        ));
+    };
     for action in actions {
         match action {
             Action::CreatePods { pod, count } => {
-                outcome.record(
-                    "creating job pods",
-                    crate::create_pods(registry, pod, *count).await,
-                );
+                let result = crate::create_pods(registry, pod, *count, |name| {
+                    pod_event(PodChange::Created, name);
+                })
+                .await;
+                outcome.record("creating job pods", result);
             }
             Action::DeletePod(target) => {
                 let result = registry
@@ -562,23 +625,44 @@ async fn apply(registry: &Registry, actions: &[Action]) -> PassOutcome {
                         },
                     )
                     .await;
+                if result.is_ok() {
+                    pod_event(PodChange::Deleted, &target.name);
+                }
                 outcome.record("deleting a job pod", result.map(drop));
             }
-            Action::UpdateStatus { job, status } => {
+            Action::UpdateStatus {
+                job: target,
+                status,
+            } => {
                 let body = json!({
-                    "metadata": {"name": job.name, "uid": job.uid},
+                    "metadata": {"name": target.name, "uid": target.uid},
                     "status": status,
                 });
                 let result = registry
                     .update(
                         jobs(),
-                        Some(&job.namespace),
-                        &job.name,
+                        Some(&target.namespace),
+                        &target.name,
                         body,
                         Part::Status,
                         &options,
                     )
                     .await;
+                // Passes run one at a time and read the store, so the next one sees this
+                // status: the finishing transition is written, and told, once.
+                if result.is_ok()
+                    && let Some(finished) = finished_event(job.status.as_ref(), status)
+                {
+                    events.record(crate::event_object(
+                        "batch/v1",
+                        "Job",
+                        target,
+                        finished.type_,
+                        &finished.reason,
+                        &finished.message,
+                        COMPONENT,
+                    ));
+                }
                 outcome.record("updating Job status", result.map(drop));
             }
         }
@@ -586,15 +670,15 @@ async fn apply(registry: &Registry, actions: &[Action]) -> PassOutcome {
     outcome
 }
 
-/// Runs the Job controller until `stopping` resolves.
-pub async fn run(registry: Registry, stopping: impl Future<Output = ()>) {
-    let registry = &registry;
+/// Runs the Job controller until `stopping` resolves, recording its Events with `events`.
+pub async fn run(registry: Registry, events: EventRecorder, stopping: impl Future<Output = ()>) {
+    let (registry, events) = (&registry, &events);
     drive(
         registry,
         "job",
         &[jobs(), pods()],
         stopping,
-        move |namespaces| pass(registry, namespaces),
+        move |namespaces| pass(registry, events, namespaces),
     )
     .await;
 }
@@ -930,6 +1014,43 @@ mod tests {
         // A failed Job creates nothing ever again.
         let failed = with_status(job, &plan);
         assert_eq!(super::plan(&failed, &pods[..2], at(600)), Plan::default());
+    }
+
+    #[test]
+    fn the_finished_event_is_told_once_on_the_transition_to_complete_or_failed() {
+        // Completion: SuccessCriteriaMet alone is not the end; Complete is, once.
+        let job = job(json!({"spec": {"completions": null, "parallelism": 2}}));
+        let pods = [ended("pi-a", "Succeeded", 1), running("pi-b", 10)];
+        let plan = plan(&job, &pods, now());
+        assert_eq!(finished_event(None, written_status(&plan)), None);
+        let job = with_status(job, &plan);
+        let plan = super::plan(&job, &pods[..1], at(5));
+        let complete = written_status(&plan);
+        assert_eq!(
+            finished_event(job.status.as_ref(), complete),
+            Some(FinishedEvent {
+                type_: "Normal",
+                reason: "Completed".into(),
+                message: "Job completed".into(),
+            })
+        );
+        assert_eq!(finished_event(Some(complete), complete), None);
+
+        // Failure: a Warning with the Failed condition's reason and message.
+        let job = self::job(json!({"spec": {"backoffLimit": 0}}));
+        let pods = [ended("pi-a", "Failed", 1)];
+        let plan = super::plan(&job, &pods, now());
+        let failed = written_status(&plan);
+        assert_eq!(reason(failed, "Failed"), Some("BackoffLimitExceeded"));
+        assert_eq!(
+            finished_event(job.status.as_ref(), failed),
+            Some(FinishedEvent {
+                type_: "Warning",
+                reason: "BackoffLimitExceeded".into(),
+                message: "Job has reached the specified backoff limit".into(),
+            })
+        );
+        assert_eq!(finished_event(Some(failed), failed), None);
     }
 
     #[test]

@@ -14,6 +14,8 @@
 //! - [`endpoints`]: the Endpoints and EndpointSlices of every Service with a selector.
 //! - [`hpa`]: HorizontalPodAutoscalers: scales Deployments and ReplicaSets on cpu, memory and
 //!   request metrics, down to zero replicas when idle.
+//! - [`events`]: the [`EventRecorder`] the scheduler and the workload controllers record
+//!   Kubernetes Events with: rate-limited per object, queued, written in the background.
 //!
 //! The workload controllers share one runner shape ([`drive`]): they watch the store, turn each
 //! changed key into its namespace, and re-plan only the namespaces that changed. Snapshots are
@@ -23,6 +25,7 @@
 pub mod binder;
 pub mod deployment;
 pub mod endpoints;
+pub mod events;
 pub mod gc;
 pub mod hpa;
 pub mod job;
@@ -42,6 +45,8 @@ use wharf_apiserver::registry::{ListOptions, Registry};
 use wharf_apiserver::resources::Resource;
 use wharf_apiserver::{ApiError, meta};
 use wharf_store::{Event, StoreError, WatchStream};
+
+pub use events::EventRecorder;
 
 /// After a pass, the next one waits this many times as long as the pass took (see `drive`).
 const PACE: u32 = 2;
@@ -117,7 +122,8 @@ pub async fn patch_metadata(
 }
 
 /// A Kubernetes Event about `object` (of `api_version`/`kind`), named as Kubernetes' event
-/// recorder names events (`NAME.HEXNANOS`), reported by `component`.
+/// recorder names events (`NAME.HEXNANOS`), reported by `component`. Record it with an
+/// [`EventRecorder`].
 pub fn event_object(
     api_version: &str,
     kind: &str,
@@ -128,9 +134,7 @@ pub fn event_object(
     component: &str,
 ) -> Value {
     let now = meta::now_rfc3339();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
+    let nanos = unique_nanos();
     serde_json::json!({
         "apiVersion": "v1", "kind": "Event",
         "metadata": {"name": format!("{}.{nanos:x}", object.name), "namespace": object.namespace},
@@ -150,16 +154,56 @@ pub fn event_object(
     })
 }
 
-/// Records an Event (best effort: a failure is logged, never retried).
-pub async fn record_event(registry: &Registry, event: Value) {
-    let events = wharf_apiserver::resources::find("", "v1", "events").expect("events are served");
-    let namespace = event["metadata"]["namespace"].as_str().map(str::to_owned);
-    if let Err(error) = registry
-        .create(events, namespace.as_deref(), event, &Default::default())
-        .await
-    {
-        tracing::warn!(%error, "cannot record an event");
-    }
+/// Nanoseconds since the epoch, strictly increasing within the process, so that two Events
+/// about one object recorded in the same nanosecond (a burst of pod creations) still get
+/// different names.
+fn unique_nanos() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    let previous = LAST
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+            Some(now.max(last.saturating_add(1)))
+        })
+        .unwrap_or_else(|last| last);
+    now.max(previous.saturating_add(1))
+}
+
+/// What a controller did to one of its pods, as its Events say it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PodChange {
+    /// The controller created the pod.
+    Created,
+    /// The controller deleted the pod.
+    Deleted,
+}
+
+/// The Event Kubernetes' pod control (`RealPodControl`) records about the owner of a pod it
+/// created or deleted: `Normal SuccessfulCreate "Created pod: NAME"` or `Normal
+/// SuccessfulDelete "Deleted pod: NAME"`, reported by `component`.
+pub fn pod_change_event(
+    api_version: &str,
+    kind: &str,
+    owner: &ObjectKey,
+    component: &str,
+    change: PodChange,
+    pod: &str,
+) -> Value {
+    let (reason, message) = match change {
+        PodChange::Created => ("SuccessfulCreate", format!("Created pod: {pod}")),
+        PodChange::Deleted => ("SuccessfulDelete", format!("Deleted pod: {pod}")),
+    };
+    event_object(
+        api_version,
+        kind,
+        owner,
+        "Normal",
+        reason,
+        &message,
+        component,
+    )
 }
 
 /// Orders owners oldest first (ties by name), so that an orphan several of them select is
@@ -505,10 +549,12 @@ pub(crate) async fn drive<F, Fut>(
 /// Creates `count` pods in batches of 1, 2, 4, ... (Kubernetes' slow start), so that a
 /// template every create rejects (say, into a namespace being deleted) fails once, not
 /// `count` times. Creates within a batch run concurrently and share the store's commits.
+/// `created` is called with the name of every pod created, even when a later one fails.
 pub(crate) async fn create_pods(
     registry: &Registry,
     pod: &k8s_openapi::api::core::v1::Pod,
     count: usize,
+    mut created: impl FnMut(&str),
 ) -> Result<(), ApiError> {
     let pods = wharf_apiserver::resources::find("", "v1", "pods").expect("pods are served");
     let value = serde_json::to_value(pod).map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -521,7 +567,14 @@ pub(crate) async fn create_pods(
         let creates =
             (0..size).map(|_| registry.create(pods, Some(&namespace), value.clone(), &options));
         let results = futures::future::join_all(creates).await;
-        if let Some(error) = results.into_iter().find_map(Result::err) {
+        let mut failure = None;
+        for result in results {
+            match result {
+                Ok(pod) => created(meta::meta_str(&pod, "name").unwrap_or_default()),
+                Err(error) => failure = failure.or(Some(error)),
+            }
+        }
+        if let Some(error) = failure {
             return Err(error);
         }
         remaining -= size;
@@ -549,6 +602,61 @@ mod tests {
             serde_json::from_value(json!({"matchLabels": {"app": "web"}})).unwrap();
         assert!(Selector::new(Some(&web)).matches(&labelled));
         assert!(!Selector::new(Some(&web)).matches(&metadata(json!({}))));
+    }
+
+    #[test]
+    fn events_about_one_object_recorded_at_once_get_different_names() {
+        let object = ObjectKey {
+            namespace: "default".into(),
+            name: "web".into(),
+            uid: "u1".into(),
+        };
+        let names: BTreeSet<String> = (0..1000)
+            .map(|_| {
+                let event = event_object("v1", "Pod", &object, "Normal", "R", "m", "c");
+                event["metadata"]["name"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        assert_eq!(names.len(), 1000);
+    }
+
+    #[test]
+    fn pod_change_events_read_like_kubernetes_pod_control() {
+        let owner = ObjectKey {
+            namespace: "team-a".into(),
+            name: "web-7d4b9".into(),
+            uid: "u1".into(),
+        };
+        let event = pod_change_event(
+            "apps/v1",
+            "ReplicaSet",
+            &owner,
+            "replicaset-controller",
+            PodChange::Created,
+            "web-7d4b9-x2k4p",
+        );
+        assert_eq!(event["type"], "Normal");
+        assert_eq!(event["reason"], "SuccessfulCreate");
+        assert_eq!(event["message"], "Created pod: web-7d4b9-x2k4p");
+        assert_eq!(event["source"]["component"], "replicaset-controller");
+        assert_eq!(
+            event["involvedObject"],
+            json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "namespace": "team-a",
+                   "name": "web-7d4b9", "uid": "u1"})
+        );
+        assert_eq!(event["metadata"]["namespace"], "team-a");
+        let event = pod_change_event(
+            "batch/v1",
+            "Job",
+            &owner,
+            "job-controller",
+            PodChange::Deleted,
+            "p",
+        );
+        assert_eq!(
+            (&event["reason"], &event["message"]),
+            (&json!("SuccessfulDelete"), &json!("Deleted pod: p"))
+        );
     }
 
     #[test]

@@ -26,6 +26,10 @@
 //! [`RESYNC_INTERVAL`](crate::RESYNC_INTERVAL). Every write is guarded by the target's uid
 //! (adoption also by its resourceVersion, so a pod adopted by someone else meanwhile is not
 //! adopted twice); a write that fails because its target changed is redone by the next pass.
+//!
+//! Each pod created or deleted is told in an Event about the ReplicaSet, as Kubernetes' pod
+//! control tells it: `SuccessfulCreate` "Created pod: NAME" and `SuccessfulDelete` "Deleted
+//! pod: NAME", from `replicaset-controller`.
 
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
@@ -42,9 +46,13 @@ use wharf_apiserver::resources::{self, Resource};
 use wharf_apiserver::{ApiError, meta};
 
 use crate::{
-    ObjectKey, PassOutcome, Selector, controller_reference, controller_uid, drive,
-    group_by_controller, is_deleting, list_typed, patch_metadata, sort_oldest_first,
+    EventRecorder, ObjectKey, PassOutcome, PodChange, Selector, controller_reference,
+    controller_uid, drive, group_by_controller, is_deleting, list_typed, patch_metadata,
+    pod_change_event, sort_oldest_first,
 };
+
+/// The component the ReplicaSet controller's Events come from (Kubernetes' name).
+pub const COMPONENT: &str = "replicaset-controller";
 
 /// The most pods one pass creates or deletes for one ReplicaSet (Kubernetes'
 /// `burstReplicas`), so one huge ReplicaSet cannot starve the others.
@@ -349,6 +357,7 @@ fn pods() -> &'static Resource {
 /// One pass over the ReplicaSets and pods of some namespaces (all, if `None`).
 pub async fn pass(
     registry: &Registry,
+    events: &EventRecorder,
     namespaces: Option<BTreeSet<String>>,
 ) -> Result<PassOutcome, ApiError> {
     let now = meta::now();
@@ -372,7 +381,9 @@ pub async fn pass(
                     if Some(&adopted.uid) == pod.metadata.uid.as_ref())
             })
         });
-        outcome = outcome.merge(apply(registry, &actions).await);
+        if let Some(rs_key) = ObjectKey::of(&rs.metadata) {
+            outcome = outcome.merge(apply(registry, events, &rs_key, &actions).await);
+        }
         outcome = outcome.merge(PassOutcome {
             requeue_after: requeue_after(rs, mine, now),
             failed_writes: false,
@@ -381,17 +392,33 @@ pub async fn pass(
     Ok(outcome)
 }
 
-/// Applies a plan's actions in order.
-async fn apply(registry: &Registry, actions: &[Action]) -> PassOutcome {
+/// Applies the actions of the plan for the ReplicaSet `rs`, in order.
+async fn apply(
+    registry: &Registry,
+    events: &EventRecorder,
+    rs: &ObjectKey,
+    actions: &[Action],
+) -> PassOutcome {
     let mut outcome = PassOutcome::default();
     let options = WriteOptions::default();
+    let pod_event = |change, pod: &str| {
+        events.record(pod_change_event(
+            "apps/v1",
+            "ReplicaSet",
+            rs,
+            COMPONENT,
+            change,
+            pod,
+        ));
+    };
     for action in actions {
         match action {
             Action::CreatePods { pod, count } => {
-                outcome.record(
-                    "creating pods",
-                    crate::create_pods(registry, pod, *count).await,
-                );
+                let result = crate::create_pods(registry, pod, *count, |name| {
+                    pod_event(PodChange::Created, name);
+                })
+                .await;
+                outcome.record("creating pods", result);
             }
             Action::DeletePod(target) => {
                 let result = registry
@@ -405,6 +432,9 @@ async fn apply(registry: &Registry, actions: &[Action]) -> PassOutcome {
                         },
                     )
                     .await;
+                if result.is_ok() {
+                    pod_event(PodChange::Deleted, &target.name);
+                }
                 outcome.record("deleting a surplus pod", result.map(drop));
             }
             Action::AdoptPod {
@@ -455,15 +485,16 @@ async fn apply(registry: &Registry, actions: &[Action]) -> PassOutcome {
     outcome
 }
 
-/// Runs the ReplicaSet controller until `stopping` resolves.
-pub async fn run(registry: Registry, stopping: impl Future<Output = ()>) {
-    let registry = &registry;
+/// Runs the ReplicaSet controller until `stopping` resolves, recording its Events with
+/// `events`.
+pub async fn run(registry: Registry, events: EventRecorder, stopping: impl Future<Output = ()>) {
+    let (registry, events) = (&registry, &events);
     drive(
         registry,
         "replicaset",
         &[replica_sets(), pods()],
         stopping,
-        move |namespaces| pass(registry, namespaces),
+        move |namespaces| pass(registry, events, namespaces),
     )
     .await;
 }

@@ -37,9 +37,12 @@
 //!
 //! [`run`] applies a plan through the [`Registry`]: bindings through `pods/binding`
 //! ([`Registry::bind`], with the pod's uid, which also sets `PodScheduled=True` in the same
-//! write), conditions through the status subresource. A pod already bound but without a true
-//! `PodScheduled` (created with `spec.nodeName`, or left with the `Unschedulable` reason of an
-//! earlier failure) gets `PodScheduled=True` with no reason, as the kubelet would report it.
+//! write), each told in a `Scheduled` Event ("Successfully assigned NAMESPACE/POD to NODE"),
+//! conditions through the status subresource. Events go through an [`EventRecorder`], which
+//! queues them without waiting for the store, so a binding never waits for its Event. A pod
+//! already bound but without a true `PodScheduled` (created with `spec.nodeName`, or left with
+//! the `Unschedulable` reason of an earlier failure) gets `PodScheduled=True` with no reason,
+//! as the kubelet would report it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -56,7 +59,7 @@ use wharf_apiserver::registry::{Part, PatchType, Registry, WriteOptions};
 use wharf_apiserver::resources::{self, Resource};
 use wharf_apiserver::{ApiError, meta};
 
-use crate::{ObjectKey, PassOutcome, drive, is_deleting, list_typed, quantity};
+use crate::{EventRecorder, ObjectKey, PassOutcome, drive, is_deleting, list_typed, quantity};
 
 /// The scheduler name whose pods this scheduler places (Kubernetes' default).
 pub const DEFAULT_SCHEDULER: &str = "default-scheduler";
@@ -743,18 +746,18 @@ fn nodes() -> &'static Resource {
     resources::find("", "v1", "nodes").expect("nodes are served")
 }
 
-fn events() -> &'static Resource {
-    resources::find("", "v1", "events").expect("events are served")
-}
-
 /// One pass over every node and pod. The scope `drive` passes is ignored: placing a pod of
 /// one namespace depends on the pods of all the others.
-pub async fn pass(registry: &Registry, policy: Policy) -> Result<PassOutcome, ApiError> {
+pub async fn pass(
+    registry: &Registry,
+    policy: Policy,
+    events: &EventRecorder,
+) -> Result<PassOutcome, ApiError> {
     let node_list: Vec<Node> = list_typed(registry, nodes(), None).await?;
     let pod_list: Vec<Pod> = list_typed(registry, pods(), None).await?;
     let actions = plan(&node_list, &pod_list, policy);
     let results: Vec<PassOutcome> = futures::stream::iter(actions)
-        .map(|action| apply(registry, action))
+        .map(|action| apply(registry, events, action))
         .buffer_unordered(CONCURRENT_WRITES)
         .collect()
         .await;
@@ -764,7 +767,7 @@ pub async fn pass(registry: &Registry, policy: Policy) -> Result<PassOutcome, Ap
 }
 
 /// Applies one action.
-async fn apply(registry: &Registry, action: Action) -> PassOutcome {
+async fn apply(registry: &Registry, events: &EventRecorder, action: Action) -> PassOutcome {
     let mut outcome = PassOutcome::default();
     match action {
         Action::Bind { pod, node } => {
@@ -777,6 +780,9 @@ async fn apply(registry: &Registry, action: Action) -> PassOutcome {
                     &WriteOptions::default(),
                 )
                 .await;
+            if result.is_ok() {
+                events.record(scheduled_event(&pod, &node));
+            }
             outcome.record("binding a pod", result.map(drop));
         }
         Action::MarkScheduled { pod, transition } => {
@@ -805,18 +811,7 @@ async fn apply(registry: &Registry, action: Action) -> PassOutcome {
             let written = result.is_ok();
             outcome.record("marking a pod unschedulable", result);
             if written {
-                // The Event is best effort: the condition already tells the story.
-                if let Err(error) = registry
-                    .create(
-                        events(),
-                        Some(&pod.namespace),
-                        failed_scheduling_event(&pod, &message),
-                        &WriteOptions::default(),
-                    )
-                    .await
-                {
-                    tracing::warn!(%error, pod = pod.name, "cannot record a FailedScheduling event");
-                }
+                events.record(failed_scheduling_event(&pod, &message));
             }
         }
     }
@@ -846,6 +841,24 @@ async fn patch_condition(
         .map(drop)
 }
 
+/// The `Scheduled` Event about a pod bound to `node`, as Kubernetes' scheduler records it.
+fn scheduled_event(pod: &ObjectKey, node: &str) -> serde_json::Value {
+    let mut event = crate::event_object(
+        "v1",
+        "Pod",
+        pod,
+        "Normal",
+        "Scheduled",
+        &format!(
+            "Successfully assigned {}/{} to {node}",
+            pod.namespace, pod.name
+        ),
+        DEFAULT_SCHEDULER,
+    );
+    event["action"] = json!("Binding");
+    event
+}
+
 /// A `FailedScheduling` Warning about the pod.
 fn failed_scheduling_event(pod: &ObjectKey, message: &str) -> serde_json::Value {
     let mut event = crate::event_object(
@@ -862,15 +875,20 @@ fn failed_scheduling_event(pod: &ObjectKey, message: &str) -> serde_json::Value 
 }
 
 /// Runs the scheduler with `policy` until `stopping` resolves: a pass whenever a pod or a Node
-/// changes, and every [`RESYNC_INTERVAL`](crate::RESYNC_INTERVAL).
-pub async fn run(registry: Registry, policy: Policy, stopping: impl Future<Output = ()>) {
-    let registry = &registry;
+/// changes, and every [`RESYNC_INTERVAL`](crate::RESYNC_INTERVAL). Its Events go to `events`.
+pub async fn run(
+    registry: Registry,
+    policy: Policy,
+    events: EventRecorder,
+    stopping: impl Future<Output = ()>,
+) {
+    let (registry, events) = (&registry, &events);
     drive(
         registry,
         "scheduler",
         &[pods(), nodes()],
         stopping,
-        move |_namespaces| pass(registry, policy),
+        move |_namespaces| pass(registry, policy, events),
     )
     .await;
 }
@@ -1621,6 +1639,25 @@ mod tests {
         assert_eq!(
             event.message.as_deref(),
             Some("0/1 nodes are available: 1 Too many pods.")
+        );
+    }
+
+    #[test]
+    fn the_scheduled_event_says_where_the_pod_was_assigned() {
+        let event = scheduled_event(&key("p"), "node-1");
+        let event: k8s_openapi::api::core::v1::Event = serde_json::from_value(event).unwrap();
+        assert_eq!(event.involved_object.api_version.as_deref(), Some("v1"));
+        assert_eq!(event.involved_object.kind.as_deref(), Some("Pod"));
+        assert_eq!(event.involved_object.uid.as_deref(), Some("uid-p"));
+        assert_eq!(event.type_.as_deref(), Some("Normal"));
+        assert_eq!(event.reason.as_deref(), Some("Scheduled"));
+        assert_eq!(
+            event.message.as_deref(),
+            Some("Successfully assigned default/p to node-1")
+        );
+        assert_eq!(
+            event.source.and_then(|s| s.component).as_deref(),
+            Some(DEFAULT_SCHEDULER)
         );
     }
 

@@ -174,8 +174,10 @@ pub async fn run(args: ServeArgs, mode: Mode) -> Result<()> {
     kubeconfig::write(&kubeconfig_path, &api_url)?;
 
     // The control loops: garbage collection, workloads, Services' endpoints, scheduling and
-    // node health.
+    // node health. The scheduler and the workload controllers share one Event recorder (one
+    // queue, one spam filter, one background writer).
     let registry = &server.registry;
+    let events = wharf_controllers::EventRecorder::new(registry.clone());
     let mut background = vec![
         tokio::spawn(wharf_controllers::gc::run(
             registry.clone(),
@@ -183,14 +185,17 @@ pub async fn run(args: ServeArgs, mode: Mode) -> Result<()> {
         )),
         tokio::spawn(wharf_controllers::replicaset::run(
             registry.clone(),
+            events.clone(),
             server.stopping(),
         )),
         tokio::spawn(wharf_controllers::deployment::run(
             registry.clone(),
+            events.clone(),
             server.stopping(),
         )),
         tokio::spawn(wharf_controllers::job::run(
             registry.clone(),
+            events.clone(),
             server.stopping(),
         )),
         tokio::spawn(wharf_controllers::endpoints::run(
@@ -200,6 +205,7 @@ pub async fn run(args: ServeArgs, mode: Mode) -> Result<()> {
         tokio::spawn(wharf_controllers::scheduler::run(
             registry.clone(),
             args.scheduler_policy,
+            events,
             server.stopping(),
         )),
         tokio::spawn(wharf_controllers::hpa::run(

@@ -220,8 +220,11 @@ async fn through_registry(nodes: &[Node], pods: &[Pod], policy: Policy) -> Resul
         .await;
     results.into_iter().collect::<Result<Vec<()>>>()?;
 
+    // As in `wharf up`: the Scheduled Events are queued during the pass and written by a
+    // background task.
+    let events = wharf_controllers::EventRecorder::new(registry.clone());
     let started = Instant::now();
-    let outcome = scheduler::pass(&registry, policy).await?;
+    let outcome = scheduler::pass(&registry, policy, &events).await?;
     let elapsed = started.elapsed();
     let bound = registry
         .list(pod_resource, None, &ListOptions::default())

@@ -3,9 +3,8 @@
 //! commands users run every day against a running Wharf. Each check looks at what the client
 //! prints (Kubernetes' columns and messages) and at what it leaves in the cluster.
 //!
-//! Every kubectl check runs with both versions where 1.20 can do it. exec and port-forward are
-//! served over WebSocket only, which kubectl speaks from 1.31 on: 1.20 (SPDY only) must get
-//! Wharf's clear refusal at once, not a hang. Things Wharf does not serve answer as Kubernetes
+//! Every kubectl check runs with both versions where 1.20 can do it; exec and port-forward
+//! with both carriers (1.37: WebSocket, 1.20: SPDY/3.1). Things Wharf does not serve answer as Kubernetes
 //! answers an unknown resource, subresource or verb: quickly, with a Status, never a 500.
 
 use std::io::Read;
@@ -982,7 +981,21 @@ fn kubectl_scale_rollout_label_annotate_patch_and_replace_change_the_cluster() {
         object["metadata"]["labels"]["replaced"] = json!("true");
         let file = dir.path().join(format!("{name}-replace.json"));
         std::fs::write(&file, object.to_string()).unwrap();
-        let out = kc.ok(&wharf, &["replace", "-f", file.to_str().unwrap()]);
+        // kubectl fills in the resourceVersion it has just read, so a status write of the
+        // Deployment controller in between is a 409 that says to try again, as in Kubernetes.
+        let out = eventually(&format!("{v}: kubectl replace"), 20, || {
+            let ran = kc
+                .command(&wharf)
+                .args(["replace", "-f", file.to_str().unwrap()])
+                .output()
+                .unwrap();
+            let stderr = text(&ran.stderr);
+            assert!(
+                ran.status.success() || stderr.contains("the object has been modified"),
+                "{v}: {stderr}"
+            );
+            ran.status.success().then(|| text(&ran.stdout))
+        });
         assert!(
             out.contains(&format!("deployment.apps/{name} replaced")),
             "{v}: {out}"
@@ -1532,7 +1545,7 @@ fn unknown_resources_subresources_and_verbs_fail_fast_like_kubernetes() {
 const BUSYBOX: &str = "/usr/bin/busybox";
 
 #[test]
-fn kubectl_1_37_execs_and_port_forwards_while_1_20_is_refused_clearly() {
+fn kubectl_1_37_and_1_20_exec_and_port_forward() {
     assert!(
         Path::new(BUSYBOX).exists(),
         "{BUSYBOX} is missing: run scripts/setup.sh (it installs busybox-static)"
@@ -1574,26 +1587,32 @@ spec:
         (shell["status"]["phase"] == "Running").then_some(web)
     });
 
-    let ran = new
-        .command(&wharf)
-        .args([
-            "exec",
-            "shell",
-            "-c",
-            "busybox",
-            "--",
-            "/busybox",
-            "sh",
-            "-c",
-            "echo out; echo err >&2; exit 4",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(ran.status.code(), Some(4), "{ran:?}");
-    assert_eq!(text(&ran.stdout), "out\n", "{ran:?}");
-    assert!(text(&ran.stderr).starts_with("err\n"), "{ran:?}");
-    let out = new.ok(&wharf, &["exec", "shell", "--", "/busybox", "hostname"]);
-    assert_eq!(out.trim(), "shell");
+    for kc in [&new, &old] {
+        let ran = kc
+            .command(&wharf)
+            .args([
+                "exec",
+                "shell",
+                "-c",
+                "busybox",
+                "--",
+                "/busybox",
+                "sh",
+                "-c",
+                "echo out; echo err >&2; exit 4",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(ran.status.code(), Some(4), "{}: {ran:?}", kc.version);
+        assert_eq!(text(&ran.stdout), "out\n", "{}: {ran:?}", kc.version);
+        assert!(
+            text(&ran.stderr).starts_with("err\n"),
+            "{}: {ran:?}",
+            kc.version
+        );
+        let out = kc.ok(&wharf, &["exec", "shell", "--", "/busybox", "hostname"]);
+        assert_eq!(out.trim(), "shell", "{}", kc.version);
+    }
 
     // The kube crate's exec (WebSocket, its own choice of channel protocol).
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -1634,21 +1653,23 @@ spec:
         .and_then(|c| c.message);
     assert_eq!(exit_code.as_deref(), Some("3"));
 
-    let port = free_port();
-    let mut forward = new.plain(&wharf);
-    forward.args([
-        "port-forward",
-        &format!("pod/{wasm_pod}"),
-        &format!("{port}:8080"),
-    ]);
-    let forward = Streaming::start(forward);
-    forward.wait_for("Forwarding from 127.0.0.1", 20);
-    let answer = run(Command::new("curl")
-        .args(["-sf", "-m", "5"])
-        .arg(format!("http://127.0.0.1:{port}/")))
-    .unwrap();
-    assert!(answer.contains("Hello"), "{answer}");
-    drop(forward);
+    for kc in [&new, &old] {
+        let port = free_port();
+        let mut forward = kc.plain(&wharf);
+        forward.args([
+            "port-forward",
+            &format!("pod/{wasm_pod}"),
+            &format!("{port}:8080"),
+        ]);
+        let forward = Streaming::start(forward);
+        forward.wait_for("Forwarding from 127.0.0.1", 20);
+        let answer = run(Command::new("curl")
+            .args(["-sf", "-m", "5"])
+            .arg(format!("http://127.0.0.1:{port}/")))
+        .unwrap();
+        assert!(answer.contains("Hello"), "{}: {answer}", kc.version);
+        drop(forward);
+    }
 
     // attach is not served, with a message that says what to use instead, for both clients.
     for kc in [&new, &old] {
@@ -1661,26 +1682,6 @@ spec:
             kc.version
         );
     }
-
-    // kubectl 1.20 speaks SPDY only: a clear refusal at once, for both streams.
-    let stderr = old.fails(&wharf, &["exec", "shell", "--", "/busybox", "true"]);
-    assert!(
-        stderr
-            .contains("Wharf serves exec over WebSocket only, not SPDY: use kubectl 1.31 or newer"),
-        "{stderr}"
-    );
-    let stderr = old.fails(
-        &wharf,
-        &[
-            "port-forward",
-            &format!("pod/{wasm_pod}"),
-            &format!("{}:8080", free_port()),
-        ],
-    );
-    assert!(
-        stderr.contains("Wharf serves portforward over WebSocket only, not SPDY"),
-        "{stderr}"
-    );
 }
 
 #[test]
@@ -1933,4 +1934,163 @@ async fn the_kube_crate_lists_watches_applies_scales_reads_logs_and_deletes() {
             .all(|p| p.metadata.deletion_timestamp.is_some()),
         "pods left after a foreground delete"
     );
+}
+
+/// The rows of the Events table at the end of `kubectl describe` output (Type, Reason, Age,
+/// From, Message), without the header.
+fn described_events(described: &str) -> Vec<Vec<String>> {
+    let events = described
+        .split("\nEvents:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no Events in {described}"));
+    events
+        .lines()
+        .map(cells)
+        .filter(|row| row.len() >= 5 && row[0] != "Type" && !row[0].starts_with('-'))
+        .collect()
+}
+
+/// Whether `rows` has an Event of `type_` and `reason` from `from` saying `message`.
+fn has_event(rows: &[Vec<String>], type_: &str, reason: &str, from: &str, message: &str) -> bool {
+    rows.iter().any(|row| {
+        row[0] == type_ && row[1] == reason && row[3] == from && row[4..].join("  ") == message
+    })
+}
+
+#[test]
+fn kubectl_describe_shows_the_scheduler_replica_set_and_job_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let wharf = Wharf::start_isolated(&dir.path().join("data")).unwrap();
+    push(&wharf, "hello-http.wasm", "hello-http:latest");
+    push(&wharf, "hello-job.wasm", "hello-job:latest");
+    let kc = &both()[0];
+    let manifests = [web("web", 2), JOB.into()].join("---\n");
+    kc.apply(&wharf, dir.path(), "all.yaml", &manifests, &[]);
+    let mut pods = eventually("both web pods running", 60, || {
+        let pods = running_pods(&wharf, "app=web");
+        (pods.len() == 2).then_some(pods)
+    });
+    pods.sort();
+    let node = kc.ok(
+        &wharf,
+        &["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"],
+    );
+
+    // The scheduler's Event about each pod. Events are written in the background: wait.
+    for pod in &pods {
+        let message = format!("Successfully assigned default/{pod} to {node}");
+        let out = eventually(&format!("the Scheduled event of {pod}"), 20, || {
+            let out = kc.ok(&wharf, &["describe", "pod", pod]);
+            has_event(
+                &described_events(&out),
+                "Normal",
+                "Scheduled",
+                "default-scheduler",
+                &message,
+            )
+            .then_some(out)
+        });
+        assert!(out.contains("Successfully assigned"), "{out}");
+    }
+
+    // The ReplicaSet controller's Event about each pod it created.
+    let rs = kc.ok(
+        &wharf,
+        &[
+            "get",
+            "rs",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={.items[0].metadata.name}",
+        ],
+    );
+    eventually("the SuccessfulCreate events of the ReplicaSet", 20, || {
+        let out = kc.ok(&wharf, &["describe", "rs", &rs]);
+        let rows = described_events(&out);
+        pods.iter()
+            .all(|pod| {
+                has_event(
+                    &rows,
+                    "Normal",
+                    "SuccessfulCreate",
+                    "replicaset-controller",
+                    &format!("Created pod: {pod}"),
+                )
+            })
+            .then_some(out)
+    });
+
+    // The Job controller's: the pod it created, then, once, that the Job completed.
+    until("the job to complete", 60, || {
+        kc.ok(
+            &wharf,
+            &[
+                "get",
+                "job",
+                "hello-job",
+                "-o",
+                "jsonpath={.status.succeeded}",
+            ],
+        ) == "1"
+    });
+    let job_pod = kc.ok(
+        &wharf,
+        &[
+            "get",
+            "pods",
+            "-l",
+            "job-name=hello-job",
+            "-o",
+            "jsonpath={.items[0].metadata.name}",
+        ],
+    );
+    let out = eventually("the Completed event of the Job", 20, || {
+        let out = kc.ok(&wharf, &["describe", "job", "hello-job"]);
+        let rows = described_events(&out);
+        (has_event(
+            &rows,
+            "Normal",
+            "SuccessfulCreate",
+            "job-controller",
+            &format!("Created pod: {job_pod}"),
+        ) && has_event(
+            &rows,
+            "Normal",
+            "Completed",
+            "job-controller",
+            "Job completed",
+        ))
+        .then_some(rows)
+    });
+    assert_eq!(
+        out.iter().filter(|row| row[1] == "Completed").count(),
+        1,
+        "{out:?}"
+    );
+
+    // Events select by their involved object, as in Kubernetes.
+    let selector = "--field-selector=involvedObject.kind=ReplicaSet";
+    let list = kc.json(&wharf, &["get", "events", selector]);
+    let items = list["items"].as_array().unwrap();
+    assert!(
+        items
+            .iter()
+            .all(|e| e["involvedObject"]["kind"] == "ReplicaSet"),
+        "{list}"
+    );
+    for pod in &pods {
+        assert!(
+            items.iter().any(|e| e["reason"] == "SuccessfulCreate"
+                && e["involvedObject"]["name"] == rs.as_str()
+                && e["message"] == format!("Created pod: {pod}")),
+            "no SuccessfulCreate for {pod}: {list}"
+        );
+    }
+    let table = kc.ok(&wharf, &["get", "events", selector]);
+    assert!(
+        table.contains(&format!("replicaset/{rs}")) && table.contains("Created pod:"),
+        "{table}"
+    );
+    assert!(!table.contains("Scheduled"), "{table}");
 }

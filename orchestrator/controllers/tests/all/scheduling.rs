@@ -81,6 +81,7 @@ async fn pods_are_bin_packed_over_nodes_and_an_unschedulable_pod_binds_when_a_bi
     let task = tokio::spawn(scheduler::run(
         registry.clone(),
         Policy::BinPacking,
+        wharf_controllers::EventRecorder::new(registry.clone()),
         async move {
             let _ = stopping.wait_for(|stopping| *stopping).await;
         },

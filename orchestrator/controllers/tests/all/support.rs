@@ -48,6 +48,7 @@ impl Cluster {
                 let _ = receiver.wait_for(|stopping| *stopping).await;
             }
         };
+        let events = wharf_controllers::EventRecorder::new(registry.clone());
         let tasks = vec![
             tokio::spawn(wharf_controllers::binder::run(
                 registry.clone(),
@@ -56,10 +57,12 @@ impl Cluster {
             )),
             tokio::spawn(wharf_controllers::replicaset::run(
                 registry.clone(),
+                events.clone(),
                 stopping(),
             )),
             tokio::spawn(wharf_controllers::deployment::run(
                 registry.clone(),
+                events,
                 stopping(),
             )),
             tokio::spawn(wharf_controllers::gc::run(registry.clone(), stopping())),
