@@ -453,6 +453,11 @@ impl Store for EncryptedStore {
         Ok(forward_opened(inner, self.keyring.clone()))
     }
 
+    /// The inner store's events as they are: sealed values stay sealed.
+    async fn watch_keys(&self, prefix: &str, after: Revision) -> Result<WatchStream, StoreError> {
+        self.inner.watch_keys(prefix, after).await
+    }
+
     fn current_revision(&self) -> Revision {
         self.inner.current_revision()
     }
@@ -660,6 +665,32 @@ mod tests {
             assert!(tokio::time::Instant::now() < deadline, "progress stalled");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    #[tokio::test]
+    async fn a_watch_of_keys_leaves_sealed_values_sealed() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw: Arc<dyn Store> = Arc::new(
+            wharf_store::RedbStore::open(
+                dir.path().join("state.redb"),
+                wharf_store::StoreConfig::default(),
+            )
+            .unwrap(),
+        );
+        let store = EncryptedStore::new(raw, Keyring::generate());
+        let mut keys = store.watch_keys("/", 0).await.unwrap();
+        store
+            .write(WriteOp::Put {
+                key: SECRET_KEY.into(),
+                value: Bytes::from_static(b"hunter2"),
+                precondition: wharf_store::Precondition::None,
+            })
+            .await
+            .unwrap();
+        let event = keys.next().await.unwrap().unwrap();
+        assert_eq!(event.key, SECRET_KEY);
+        assert!(event.value.starts_with(ENVELOPE_PREFIX), "not opened");
+        assert!(!event.value.windows(7).any(|w| w == b"hunter2"));
     }
 
     #[test]

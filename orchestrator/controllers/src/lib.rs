@@ -448,7 +448,8 @@ pub(crate) async fn drive<F, Fut>(
     let mut not_before: Option<tokio::time::Instant> = None;
     loop {
         if events.is_none() {
-            match store.watch("/", store.current_revision()).await {
+            // Only keys mark what is dirty: no value is opened for this watch.
+            match store.watch_keys("/", store.current_revision()).await {
                 Ok(watch) => {
                     events = Some(watch);
                     // Whatever happened before the watch started is covered by a full pass.

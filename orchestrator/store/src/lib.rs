@@ -158,6 +158,13 @@ pub trait Store: Send + Sync + 'static {
     /// Fails with [`StoreError::Compacted`] if `after` is older than the retained history.
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream, StoreError>;
 
+    /// Like [`Store::watch`], for a reader that looks only at each event's key, kind and
+    /// revision: the values may be left as they are stored (a store that encrypts values
+    /// skips opening them, which a reader of keys would pay for on every write).
+    async fn watch_keys(&self, prefix: &str, after: Revision) -> Result<WatchStream, StoreError> {
+        self.watch(prefix, after).await
+    }
+
     /// The revision of the latest acknowledged write.
     fn current_revision(&self) -> Revision;
 
