@@ -756,6 +756,17 @@ fn list_options(query: &Query) -> Result<ListOptions, ApiError> {
 pub(crate) fn delete_options(query: &Query, body: &[u8]) -> Result<DeleteOptions, ApiError> {
     let from_body: Value = if body.iter().all(u8::is_ascii_whitespace) {
         json!({})
+    } else if crate::protobuf::is_protobuf(body) {
+        // client-go's typed clients send protobuf (kubectl >= 1.32 for `drain`).
+        let options = crate::protobuf::decode(body)
+            .map_err(|e| ApiError::BadRequest(format!("invalid DeleteOptions: {e}")))?;
+        if options["kind"] != "DeleteOptions" {
+            return Err(ApiError::BadRequest(format!(
+                "invalid DeleteOptions: the body is a {}",
+                options["kind"].as_str().unwrap_or("message of no kind")
+            )));
+        }
+        options
     } else {
         serde_json::from_slice(body)
             .map_err(|e| ApiError::BadRequest(format!("invalid DeleteOptions: {e}")))?

@@ -468,8 +468,36 @@ const HORIZONTAL_POD_AUTOSCALER: &[Field] = &[
     field(3, "status", Ty::Ignored),
 ];
 
+/// meta/v1 Preconditions.
+const PRECONDITIONS: &[Field] = &[
+    pointer(1, "uid", Ty::Str),
+    pointer(2, "resourceVersion", Ty::Str),
+];
+
+/// meta/v1 DeleteOptions: the body of a DELETE from client-go's typed clients (e.g. the pod
+/// deletions of `kubectl drain`).
+const DELETE_OPTIONS: &[Field] = &[
+    pointer(1, "gracePeriodSeconds", Ty::Int),
+    field(2, "preconditions", Ty::Message(PRECONDITIONS)),
+    pointer(3, "orphanDependents", Ty::Bool),
+    pointer(4, "propagationPolicy", Ty::Str),
+    repeated(5, "dryRun", Ty::Str),
+    pointer(
+        6,
+        "ignoreStoreReadErrorWithClusterBreakingPotential",
+        Ty::Bool,
+    ),
+];
+
+/// Whether `body` is a Kubernetes protobuf body (by its magic number).
+pub fn is_protobuf(body: &[u8]) -> bool {
+    body.starts_with(MAGIC)
+}
+
 /// The kinds decoded from protobuf, by apiVersion and kind.
 const KINDS: &[(&str, &str, &[Field])] = &[
+    ("v1", "DeleteOptions", DELETE_OPTIONS),
+    ("meta.k8s.io/v1", "DeleteOptions", DELETE_OPTIONS),
     ("v1", "Secret", SECRET),
     ("v1", "ConfigMap", CONFIG_MAP),
     ("v1", "Namespace", NAMESPACE),
@@ -861,6 +889,50 @@ mod tests {
             env!("CARGO_MANIFEST_DIR")
         );
         std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    /// The DeleteOptions body kubectl 1.37 `drain` sent with each pod's DELETE (captured).
+    const KUBECTL_DRAIN_DELETE_OPTIONS: &[u8] =
+        b"k8s\x00\x0a\x13\x0a\x02v1\x12\x0dDeleteOptions\x12\x00\x1a\x00\x22\x00";
+
+    /// A length-delimited field.
+    fn bytes_field(number: u8, bytes: &[u8]) -> Vec<u8> {
+        let mut out = vec![number << 3 | 2, bytes.len() as u8];
+        out.extend_from_slice(bytes);
+        out
+    }
+
+    #[test]
+    fn delete_options_sent_as_protobuf_are_read_like_their_json() {
+        let query = crate::http::Query::new();
+        let options = crate::http::delete_options(&query, KUBECTL_DRAIN_DELETE_OPTIONS).unwrap();
+        assert_eq!(options.propagation_policy, None);
+        assert_eq!(options.grace_period_seconds, None);
+        assert!(!options.dry_run);
+
+        // Every field: gracePeriodSeconds 0, preconditions, propagationPolicy, dryRun.
+        let mut raw = vec![1 << 3, 0];
+        let mut preconditions = bytes_field(1, b"u-1");
+        preconditions.extend(bytes_field(2, b"42"));
+        raw.extend(bytes_field(2, &preconditions));
+        raw.extend(bytes_field(4, b"Foreground"));
+        raw.extend(bytes_field(5, b"All"));
+        let mut type_meta = bytes_field(1, b"v1");
+        type_meta.extend(bytes_field(2, b"DeleteOptions"));
+        let mut body = b"k8s\x00".to_vec();
+        body.extend(bytes_field(1, &type_meta));
+        body.extend(bytes_field(2, &raw));
+        let options = crate::http::delete_options(&query, &body).unwrap();
+        assert_eq!(options.grace_period_seconds, Some(0));
+        assert_eq!(options.precondition_uid.as_deref(), Some("u-1"));
+        assert_eq!(options.precondition_resource_version.as_deref(), Some("42"));
+        assert_eq!(options.propagation_policy.as_deref(), Some("Foreground"));
+        assert!(options.dry_run);
+
+        // Another kind in the envelope is refused, not read as options.
+        let secret = fixture("secret_generic");
+        let err = crate::http::delete_options(&query, &secret).unwrap_err();
+        assert!(err.to_string().contains("invalid DeleteOptions"), "{err}");
     }
 
     #[test]

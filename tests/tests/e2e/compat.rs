@@ -1373,6 +1373,11 @@ fn kubectl_describe_shows_events_and_top_shows_usage() {
         &wharf,
         &["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"],
     );
+    let node_uid = new.ok(
+        &wharf,
+        &["get", "node", &node, "-o", "jsonpath={.metadata.uid}"],
+    );
+
     for kc in both() {
         let v = kc.version;
         // The kubelet's Events are written as the container starts: wait for the last.
@@ -2093,4 +2098,107 @@ fn kubectl_describe_shows_the_scheduler_replica_set_and_job_events() {
         "{table}"
     );
     assert!(!table.contains("Scheduled"), "{table}");
+}
+
+#[test]
+fn kubectl_cordons_drains_and_uncordons_the_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let wharf = Wharf::start_isolated(&dir.path().join("data")).unwrap();
+    push(&wharf, "hello-http.wasm", "hello-http:latest");
+    let [new, old] = both();
+    let node = new.ok(
+        &wharf,
+        &["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"],
+    );
+    let node_uid = new.ok(
+        &wharf,
+        &["get", "node", &node, "-o", "jsonpath={.metadata.uid}"],
+    );
+
+    new.ok(
+        &wharf,
+        &[
+            "create",
+            "deployment",
+            "drained",
+            "--image=hello-http:latest",
+            "--replicas=2",
+        ],
+    );
+    let running = |kc: &Kubectl| {
+        kc.ok(
+            &wharf,
+            &[
+                "get",
+                "pods",
+                "-l",
+                "app=drained",
+                "--field-selector=status.phase=Running",
+                "-o",
+                "name",
+            ],
+        )
+        .lines()
+        .count()
+    };
+    until("2 pods running", 60, || running(&new) == 2);
+
+    // 1.37 deletes with protobuf DeleteOptions; 1.20 with JSON. Both cordon, delete every pod
+    // of the node, and leave the node unschedulable, so the replacements wait.
+    for kc in [&new, &old] {
+        let out = kc.ok(
+            &wharf,
+            &[
+                "drain",
+                &node,
+                "--ignore-daemonsets",
+                "--force",
+                "--timeout=60s",
+            ],
+        );
+        // kubectl 1.20 ends with "node/NAME deleted": its printer keeps the verb of the last
+        // pod it deleted (a client bug; it sends no DELETE for the node, checked below).
+        let done = if kc.version == "1.20" {
+            "deleted"
+        } else {
+            "drained"
+        };
+        assert!(
+            out.contains(&format!("node/{node} {done}")),
+            "{}: {out}",
+            kc.version
+        );
+        assert_eq!(
+            kc.ok(
+                &wharf,
+                &["get", "node", &node, "-o", "jsonpath={.metadata.uid}"]
+            ),
+            node_uid,
+            "{}: the node is the same object",
+            kc.version
+        );
+        let unschedulable = kc.ok(
+            &wharf,
+            &["get", "node", &node, "-o", "jsonpath={.spec.unschedulable}"],
+        );
+        assert_eq!(unschedulable, "true", "{}", kc.version);
+        assert_eq!(running(kc), 0, "{}: the node still runs pods", kc.version);
+        let pending = kc.json(&wharf, &["get", "pods", "-l", "app=drained"]);
+        let pods = pending["items"].as_array().unwrap();
+        assert!(
+            pods.iter().all(|p| p["status"]["phase"] == "Pending"),
+            "{}: {pending}",
+            kc.version
+        );
+        let uncordoned = kc.ok(&wharf, &["uncordon", &node]);
+        assert!(
+            uncordoned.contains(&format!("node/{node} uncordoned")),
+            "{uncordoned}"
+        );
+        until(
+            &format!("{}: pods back after uncordon", kc.version),
+            60,
+            || running(kc) == 2,
+        );
+    }
 }
