@@ -1373,10 +1373,6 @@ fn kubectl_describe_shows_events_and_top_shows_usage() {
         &wharf,
         &["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"],
     );
-    let node_uid = new.ok(
-        &wharf,
-        &["get", "node", &node, "-o", "jsonpath={.metadata.uid}"],
-    );
 
     for kc in both() {
         let v = kc.version;
