@@ -60,6 +60,9 @@ pub fn api_versions(request: &Request) -> Response {
 }
 
 fn group_document(group: &str) -> Value {
+    if let Some(document) = crate::reviews::group_document(group) {
+        return document;
+    }
     let mut versions: Vec<Value> = group_versions()
         .into_iter()
         .filter(|(g, _)| *g == group)
@@ -76,11 +79,17 @@ fn group_document(group: &str) -> Value {
     })
 }
 
-/// The named groups, in discovery order.
+/// The named groups, in discovery order: the stored kinds' groups, then the self reviews'
+/// (`crate::reviews`, nothing stored).
 fn named_groups() -> Vec<&'static str> {
     let mut names: Vec<&str> = Vec::new();
     for (group, _) in group_versions() {
         if !group.is_empty() && !names.contains(&group) {
+            names.push(group);
+        }
+    }
+    for group in crate::reviews::GROUPS {
+        if !names.contains(&group) {
             names.push(group);
         }
     }
@@ -105,7 +114,7 @@ pub fn api_groups(request: &Request) -> Response {
 
 /// `/apis/GROUP`.
 pub fn api_group(group: &str) -> Result<Response, ApiError> {
-    if !RESOURCES.iter().any(|r| r.group == group) {
+    if !RESOURCES.iter().any(|r| r.group == group) && !crate::reviews::GROUPS.contains(&group) {
         return Err(ApiError::PathNotFound(format!(
             "the server could not find the requested resource (group {group})"
         )));
@@ -144,6 +153,9 @@ pub fn resource_list(group: &str, version: &str) -> Result<Response, ApiError> {
 fn resource_list_document(group: &str, version: &str) -> Option<Value> {
     if (group, version) == ("autoscaling", "v1") {
         return Some(crate::hpa_v1::resource_list());
+    }
+    if let Some(list) = crate::reviews::resource_list(group, version) {
+        return Some(list);
     }
     let mut list = Vec::new();
     for r in RESOURCES
@@ -544,6 +556,26 @@ mod tests {
             .find(|r| r["resource"] == "namespaces")
             .unwrap();
         assert_eq!(namespaces["scope"], "Cluster");
+    }
+
+    #[test]
+    fn self_reviews_are_in_both_forms_of_discovery() {
+        assert!(named_groups().contains(&"authorization.k8s.io"));
+        assert!(named_groups().contains(&"authentication.k8s.io"));
+        let authorization = aggregated_group("authorization.k8s.io");
+        let v1 = &authorization["versions"][0];
+        assert_eq!(v1["version"], "v1");
+        let access = &v1["resources"][0];
+        assert_eq!(access["resource"], "selfsubjectaccessreviews");
+        assert_eq!(access["scope"], "Cluster");
+        assert_eq!(access["verbs"], json!(["create"]));
+        assert_eq!(access["responseKind"]["kind"], "SelfSubjectAccessReview");
+        assert!(access.get("shortNames").is_none());
+        let whoami = aggregated_group("authentication.k8s.io");
+        assert_eq!(
+            whoami["versions"][0]["resources"][0]["responseKind"]["kind"],
+            "SelfSubjectReview"
+        );
     }
 
     #[test]

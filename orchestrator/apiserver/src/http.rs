@@ -20,7 +20,7 @@ use crate::error::ApiError;
 use crate::fieldmanager::Manager;
 use crate::registry::{DeleteOptions, ListOptions, Part, PatchType, WriteOptions};
 use crate::resources::{self, Resource};
-use crate::{ApiServer, discovery, nodemetrics, table, watch};
+use crate::{ApiServer, discovery, nodemetrics, reviews, table, watch};
 
 /// The largest request body accepted (Kubernetes' own limit is 3 MiB).
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
@@ -211,6 +211,9 @@ async fn route(server: &ApiServer, request: Request) -> Routed {
     if let ("autoscaling", "v1") = (group, version) {
         return hpa_v1_route(server, request, rest).await;
     }
+    if reviews::serves(group, version) {
+        return review_route(request, group, version, rest).await;
+    }
     let target = parse_target(group, version, rest).map_err(|e| (e, "get", ""))?;
     let plural = target.resource.plural;
     let query = query_of(&request);
@@ -272,6 +275,42 @@ async fn hpa_v1_route(server: &ApiServer, request: Request, rest: &[&str]) -> Ro
     result
         .map(|r| (r, verb, PLURAL))
         .map_err(|e| (e, verb, PLURAL))
+}
+
+/// The self reviews (`kubectl auth can-i`, `kubectl auth whoami`): create only, nothing stored.
+async fn review_route(request: Request, group: &str, version: &str, rest: &[&str]) -> Routed {
+    let Some(review) = (match rest {
+        [plural] => reviews::find(group, version, plural),
+        _ => None,
+    }) else {
+        let message = match rest {
+            [plural] => format!(
+                "the server could not find the requested resource ({plural} in {group}/{version})"
+            ),
+            _ => "the server could not find the requested resource".to_owned(),
+        };
+        return Err((ApiError::PathNotFound(message), "get", ""));
+    };
+    let query = query_of(&request);
+    let verb = match *request.method() {
+        Method::POST => "create",
+        Method::GET if flag(&query, "watch") => "watch",
+        Method::GET => "list",
+        Method::DELETE => "deletecollection",
+        _ => "other",
+    };
+    if verb != "create" {
+        return Err((reviews::method_not_allowed(), verb, review.plural));
+    }
+    let headers = request.headers().clone();
+    let result = async {
+        let body = read_body(request).await?;
+        reviews::create(review, &headers, &body)
+    }
+    .await;
+    result
+        .map(|r| (r, verb, review.plural))
+        .map_err(|e| (e, verb, review.plural))
 }
 
 /// `metrics.k8s.io/v1beta1`: usage measured by the agents (read only).

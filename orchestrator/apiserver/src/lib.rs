@@ -24,6 +24,7 @@ pub mod podlogs;
 pub mod protobuf;
 pub mod registry;
 pub mod resources;
+pub mod reviews;
 pub mod streams;
 pub mod table;
 pub mod watch;

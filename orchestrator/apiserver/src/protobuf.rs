@@ -10,8 +10,9 @@
 //! a small static schema (field number → JSON name and type), with the field numbers of the
 //! upstream `generated.proto` (checked against the prost types of the `k8s-pb` crate, 0.9).
 //! Only the kinds `kubectl create secret|configmap|namespace|serviceaccount|deployment|
-//! service|job` and `kubectl autoscale` (autoscaling/v2 HorizontalPodAutoscaler) send are
-//! described, with the fields those commands and simple manifests use;
+//! service|job`, `kubectl autoscale` (autoscaling/v2 HorizontalPodAutoscaler) and `kubectl
+//! auth can-i|whoami` (the self reviews of [`crate::reviews`]) send are described, with the
+//! fields those commands and simple manifests use;
 //! any other kind is answered with 415 naming it (kubectl does not retry with JSON, so the user
 //! sees why). A field this module does not know is an error (400) rather than silently
 //! dropped: losing part of an object would be worse than asking the client to send JSON.
@@ -489,6 +490,63 @@ const DELETE_OPTIONS: &[Field] = &[
     ),
 ];
 
+/// authorization/v1 FieldSelectorAttributes and LabelSelectorAttributes (the same shape:
+/// 1 rawSelector, 2 requirements of {1 key, 2 operator, 3 values}).
+const SELECTOR_ATTRIBUTES: &[Field] = &[
+    field(1, "rawSelector", Ty::Str),
+    repeated(2, "requirements", Ty::Message(LABEL_SELECTOR_REQUIREMENT)),
+];
+
+/// authorization/v1 ResourceAttributes.
+const RESOURCE_ATTRIBUTES: &[Field] = &[
+    field(1, "namespace", Ty::Str),
+    field(2, "verb", Ty::Str),
+    field(3, "group", Ty::Str),
+    field(4, "version", Ty::Str),
+    field(5, "resource", Ty::Str),
+    field(6, "subresource", Ty::Str),
+    field(7, "name", Ty::Str),
+    field(8, "fieldSelector", Ty::Message(SELECTOR_ATTRIBUTES)),
+    field(9, "labelSelector", Ty::Message(SELECTOR_ATTRIBUTES)),
+];
+
+/// authorization/v1 NonResourceAttributes.
+const NON_RESOURCE_ATTRIBUTES: &[Field] = &[field(1, "path", Ty::Str), field(2, "verb", Ty::Str)];
+
+/// authorization/v1 SelfSubjectAccessReviewSpec. Both attributes are pointers in Go, so an
+/// empty one that was sent stays present (and validation sees it).
+const SELF_SUBJECT_ACCESS_REVIEW_SPEC: &[Field] = &[
+    pointer(1, "resourceAttributes", Ty::Message(RESOURCE_ATTRIBUTES)),
+    pointer(
+        2,
+        "nonResourceAttributes",
+        Ty::Message(NON_RESOURCE_ATTRIBUTES),
+    ),
+];
+
+/// authorization/v1 SelfSubjectAccessReview (`kubectl auth can-i`).
+const SELF_SUBJECT_ACCESS_REVIEW: &[Field] = &[
+    field(1, "metadata", Ty::Message(OBJECT_META)),
+    field(2, "spec", Ty::Message(SELF_SUBJECT_ACCESS_REVIEW_SPEC)),
+    field(3, "status", Ty::Ignored),
+];
+
+/// authorization/v1 SelfSubjectRulesReviewSpec.
+const SELF_SUBJECT_RULES_REVIEW_SPEC: &[Field] = &[field(1, "namespace", Ty::Str)];
+
+/// authorization/v1 SelfSubjectRulesReview (`kubectl auth can-i --list`).
+const SELF_SUBJECT_RULES_REVIEW: &[Field] = &[
+    field(1, "metadata", Ty::Message(OBJECT_META)),
+    field(2, "spec", Ty::Message(SELF_SUBJECT_RULES_REVIEW_SPEC)),
+    field(3, "status", Ty::Ignored),
+];
+
+/// authentication/v1 SelfSubjectReview (`kubectl auth whoami`).
+const SELF_SUBJECT_REVIEW: &[Field] = &[
+    field(1, "metadata", Ty::Message(OBJECT_META)),
+    field(2, "status", Ty::Ignored),
+];
+
 /// Whether `body` is a Kubernetes protobuf body (by its magic number).
 pub fn is_protobuf(body: &[u8]) -> bool {
     body.starts_with(MAGIC)
@@ -509,6 +567,21 @@ const KINDS: &[(&str, &str, &[Field])] = &[
         "autoscaling/v2",
         "HorizontalPodAutoscaler",
         HORIZONTAL_POD_AUTOSCALER,
+    ),
+    (
+        "authorization.k8s.io/v1",
+        "SelfSubjectAccessReview",
+        SELF_SUBJECT_ACCESS_REVIEW,
+    ),
+    (
+        "authorization.k8s.io/v1",
+        "SelfSubjectRulesReview",
+        SELF_SUBJECT_RULES_REVIEW,
+    ),
+    (
+        "authentication.k8s.io/v1",
+        "SelfSubjectReview",
+        SELF_SUBJECT_REVIEW,
     ),
 ];
 

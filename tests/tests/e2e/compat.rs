@@ -2198,3 +2198,52 @@ fn kubectl_cordons_drains_and_uncordons_the_node() {
         );
     }
 }
+
+#[test]
+fn kubectl_auth_can_i_and_whoami_answer_yes_and_anonymous() {
+    let dir = tempfile::tempdir().unwrap();
+    let wharf = Wharf::start_isolated(&dir.path().join("data")).unwrap();
+    for kc in both() {
+        // `yes` with exit code 0 (a `no` exits 1 and would fail `ok`).
+        for args in [
+            &["auth", "can-i", "create", "pods"][..],
+            &["auth", "can-i", "*", "*"],
+            &[
+                "auth",
+                "can-i",
+                "delete",
+                "deployments.apps",
+                "--all-namespaces",
+            ],
+            &["auth", "can-i", "get", "/healthz"],
+        ] {
+            assert_eq!(
+                kc.ok(&wharf, args).trim(),
+                "yes",
+                "kubectl {} {args:?}",
+                kc.version
+            );
+        }
+        let rules = kc.ok(&wharf, &["auth", "can-i", "--list"]);
+        assert_eq!(
+            header(&rules),
+            ["Resources", "Non-Resource URLs", "Resource Names", "Verbs"],
+            "kubectl {}",
+            kc.version
+        );
+        assert_eq!(
+            row(&rules, "*.*"),
+            ["*.*", "[]", "[]", "[*]"],
+            "kubectl {}",
+            kc.version
+        );
+    }
+    // `auth whoami` is kubectl 1.27 and later.
+    let [new, _] = both();
+    let whoami = new.ok(&wharf, &["auth", "whoami"]);
+    assert_eq!(row(&whoami, "Username"), ["Username", "system:anonymous"]);
+    assert_eq!(
+        row(&whoami, "Groups"),
+        ["Groups", "[system:unauthenticated]"]
+    );
+}

@@ -17,6 +17,7 @@ mod finalizers;
 mod lists;
 mod patches;
 mod pods;
+mod reviews;
 mod server_side_apply;
 mod support;
 mod tables;
