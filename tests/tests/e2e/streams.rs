@@ -1,9 +1,10 @@
 //! `kubectl exec` and `kubectl port-forward` end to end, with real kubectl 1.37 (WebSocket)
 //! and 1.20 (SPDY/3.1) through the API server to the pod's agent. exec (into containerd): the
 //! exit code, stdout and stderr apart, stdin (echoed by `cat`, with its end reaching the
-//! command), a terminal under `script` (with the size kubectl sends), and a Wasm pod's clear
-//! refusal. port-forward (SPDY, tunnelled in WebSocket by 1.37, direct from 1.20): HTTP
-//! through the tunnel to a container pod's IP and to a Wasm pod's in-process handler.
+//! command), a terminal under `script` (with the size kubectl sends), `kubectl cp` both ways,
+//! and a Wasm pod's clear refusal. port-forward (SPDY, tunnelled in WebSocket by 1.37, direct
+//! from 1.20): HTTP through the tunnel to a container pod's IP and to a Wasm pod's in-process
+//! handler.
 //!
 //! The container image is Debian's static busybox (`busybox-static`, installed by
 //! scripts/setup.sh) packed by scripts/oci-pack.py as `/busybox`.
@@ -162,6 +163,33 @@ fn kubectl_exec_runs_commands_in_container_pods_and_explains_wasm_pods() {
             "{version}: {ran:?}"
         );
         assert!(text(&ran.stdout).contains("17 91"), "{version}: {ran:?}");
+
+        // kubectl cp: a tar stream through stdin into the container and back out of stdout,
+        // byte for byte (kubectl runs `tar` there: busybox's, linked into the image's PATH,
+        // which is `/`; the image has no /tmp either).
+        let ran = output_of(kc().args([
+            "exec",
+            "shell",
+            "--",
+            "/busybox",
+            "sh",
+            "-c",
+            "/busybox --install -s / && /busybox mkdir -p /tmp",
+        ]));
+        assert!(ran.status.success(), "{version}: {ran:?}");
+        let payload: Vec<u8> = (0..300_000u32).map(|i| (i * 7919 % 251) as u8).collect();
+        let local = dir.path().join(format!("payload-{version}"));
+        std::fs::write(&local, &payload).unwrap();
+        let remote = format!("shell:/tmp/payload-{version}");
+        let ran = output_of(kc().arg("cp").arg(&local).arg(&remote));
+        assert!(ran.status.success(), "{version}: {ran:?}");
+        let back = dir.path().join(format!("back-{version}"));
+        let ran = output_of(kc().arg("cp").arg(&remote).arg(&back));
+        assert!(ran.status.success(), "{version}: {ran:?}");
+        assert!(
+            std::fs::read(&back).unwrap() == payload,
+            "{version}: the file came back changed"
+        );
 
         // A Wasm pod has nothing to exec into, and kubectl says why instead of hanging.
         let ran = output_of(kc().args(["exec", &wasm_pod, "--", "sh"]));
