@@ -619,16 +619,20 @@ mod tests {
         assert_eq!(&loaded.open(SECRET_KEY, &sealed).unwrap()[..], b"x");
     }
 
+    /// A redb store in a temporary directory (kept alive by the returned guard).
+    fn redb_store() -> (tempfile::TempDir, Arc<dyn Store>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = wharf_store::RedbStore::open(
+            dir.path().join("state.redb"),
+            wharf_store::StoreConfig::default(),
+        )
+        .unwrap();
+        (dir, Arc::new(store))
+    }
+
     #[tokio::test]
     async fn a_watch_through_the_encrypted_store_opens_values_and_reports_progress() {
-        let dir = tempfile::tempdir().unwrap();
-        let raw: Arc<dyn Store> = Arc::new(
-            wharf_store::RedbStore::open(
-                dir.path().join("state.redb"),
-                wharf_store::StoreConfig::default(),
-            )
-            .unwrap(),
-        );
+        let (_dir, raw) = redb_store();
         let store = EncryptedStore::new(raw.clone(), Keyring::generate());
         let mut watch = store.watch("/", 0).await.unwrap();
         let put = |key: &str, value: &'static [u8]| WriteOp::Put {
@@ -669,14 +673,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_watch_of_keys_leaves_sealed_values_sealed() {
-        let dir = tempfile::tempdir().unwrap();
-        let raw: Arc<dyn Store> = Arc::new(
-            wharf_store::RedbStore::open(
-                dir.path().join("state.redb"),
-                wharf_store::StoreConfig::default(),
-            )
-            .unwrap(),
-        );
+        let (_dir, raw) = redb_store();
         let store = EncryptedStore::new(raw, Keyring::generate());
         let mut keys = store.watch_keys("/", 0).await.unwrap();
         store

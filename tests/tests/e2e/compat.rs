@@ -123,6 +123,14 @@ impl Kubectl {
     }
 }
 
+/// Whether Job `name` has succeeded once.
+fn job_succeeded(kc: &Kubectl, wharf: &Wharf, name: &str) -> bool {
+    kc.ok(
+        wharf,
+        &["get", "job", name, "-o", "jsonpath={.status.succeeded}"],
+    ) == "1"
+}
+
 /// The cells of a line of kubectl's table output (columns are apart by two spaces or more).
 fn cells(line: &str) -> Vec<String> {
     line.split("  ")
@@ -352,16 +360,7 @@ fn kubectl_get_and_describe_print_every_kind_like_kubernetes() {
     let pod_ip = pod["status"]["podIP"].as_str().unwrap().to_owned();
     let node = pod["spec"]["nodeName"].as_str().unwrap().to_owned();
     until("the job to complete", 60, || {
-        new.ok(
-            &wharf,
-            &[
-                "get",
-                "job",
-                "hello-job",
-                "-o",
-                "jsonpath={.status.succeeded}",
-            ],
-        ) == "1"
+        job_succeeded(new, &wharf, "hello-job")
     });
     until("the deployment available", 30, || {
         new.ok(
@@ -2024,16 +2023,7 @@ fn kubectl_describe_shows_the_scheduler_replica_set_and_job_events() {
 
     // The Job controller's: the pod it created, then, once, that the Job completed.
     until("the job to complete", 60, || {
-        kc.ok(
-            &wharf,
-            &[
-                "get",
-                "job",
-                "hello-job",
-                "-o",
-                "jsonpath={.status.succeeded}",
-            ],
-        ) == "1"
+        job_succeeded(kc, &wharf, "hello-job")
     });
     let job_pod = kc.ok(
         &wharf,
