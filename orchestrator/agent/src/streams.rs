@@ -472,7 +472,7 @@ impl SpdyExec {
                     .recv()
                     .await
                     .ok_or("the client went away")?;
-                exec.take(frame).await;
+                exec.take(frame).await?;
             }
             Ok::<_, String>(())
         })
@@ -481,8 +481,9 @@ impl SpdyExec {
         Ok(exec)
     }
 
-    /// Handles one frame from the client: opens streams, decodes stdin and resizes.
-    async fn take(&mut self, frame: spdy::Frame) {
+    /// Handles one frame from the client: opens streams, decodes stdin and resizes. An
+    /// unreadable header block ends the session (the header stream's state is lost with it).
+    async fn take(&mut self, frame: spdy::Frame) -> Result<(), String> {
         match frame {
             spdy::Frame::Control {
                 kind: spdy::SYN_STREAM,
@@ -490,7 +491,7 @@ impl SpdyExec {
                 ..
             } => {
                 let Some((id, headers)) = spdy::syn_stream(&payload, &mut self.headers) else {
-                    return;
+                    return Err("an unreadable SYN_STREAM".into());
                 };
                 let kind = spdy::header(&headers, "streamtype").unwrap_or("");
                 let reply = if self.streams.open(kind, id) {
@@ -520,6 +521,10 @@ impl SpdyExec {
                         message.extend_from_slice(&line[..end]);
                         self.inputs.push_back(parse_client_message(&message.into()));
                     }
+                    // A size is a few bytes: a line this long is not one.
+                    if self.resizes.len() > MAX_RESIZE_LINE {
+                        self.resizes.clear();
+                    }
                 }
             }
             spdy::Frame::Control {
@@ -535,8 +540,12 @@ impl SpdyExec {
             }
             spdy::Frame::Control { .. } => {}
         }
+        Ok(())
     }
 }
+
+/// The longest resize line kept while waiting for its end.
+const MAX_RESIZE_LINE: usize = 4096;
 
 impl ExecIo for SpdyExec {
     async fn next_input(&mut self) -> Option<ClientMessage> {
@@ -554,7 +563,9 @@ impl ExecIo for SpdyExec {
             ) {
                 return None;
             }
-            self.take(frame).await;
+            if self.take(frame).await.is_err() {
+                return None;
+            }
         }
     }
 
@@ -1040,6 +1051,39 @@ mod tests {
             from_server.read_exact(&mut chunk).await.expect("a frame");
             buffer.extend_from_slice(&chunk);
         }
+    }
+
+    #[tokio::test]
+    async fn garbage_after_the_upgrade_ends_the_sessions_without_running_anything() {
+        // A SYN_STREAM whose header block is not zlib, then noise: a port-forward session
+        // ends at the unreadable headers, an exec never starts its command.
+        let mut garbage =
+            spdy::control_frame(spdy::SYN_STREAM, 0, b"\0\0\0\x01\0\0\0\0\0\0junk").to_vec();
+        garbage.extend_from_slice(&[0xff; 100]);
+        let (client, server) = tokio::io::duplex(4096);
+        let (_from_server, mut to_server) = tokio::io::split(client);
+        to_server.write_all(&garbage).await.unwrap();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            forward_session(spdy::Session::over_stream(server), Err("unused".into())),
+        )
+        .await
+        .expect("the port-forward session ends");
+
+        let (client, server) = tokio::io::duplex(4096);
+        let (_from_server, mut to_server) = tokio::io::split(client);
+        to_server.write_all(&garbage).await.unwrap();
+        let options = ExecOptions {
+            stdout: true,
+            ..ExecOptions::default()
+        };
+        let accepted = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            SpdyExec::accept(spdy::Session::over_stream(server), &options),
+        )
+        .await
+        .expect("accept gives up at the unreadable headers");
+        assert!(accepted.is_err(), "no stream was opened");
     }
 
     #[tokio::test]
