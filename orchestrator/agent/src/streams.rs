@@ -183,6 +183,16 @@ impl ExecOptions {
     }
 }
 
+/// The uid of pod `namespace/pod` on this node.
+fn pod_uid(agent: &Agent, namespace: &str, pod: &str) -> Result<String, String> {
+    agent
+        .pod_names()
+        .into_iter()
+        .find(|(_, (ns, name))| ns == namespace && name == pod)
+        .map(|(uid, _)| uid)
+        .ok_or_else(|| format!("pod {namespace}/{pod} is not running on this node"))
+}
+
 /// The running container `container` of pod `namespace/pod` on this node: its runtime and
 /// id (the latest restart's).
 fn running_container(
@@ -191,12 +201,7 @@ fn running_container(
     pod: &str,
     container: &str,
 ) -> Result<(Arc<dyn Runtime>, String), String> {
-    let uid = agent
-        .pod_names()
-        .into_iter()
-        .find(|(_, (ns, name))| ns == namespace && name == pod)
-        .map(|(uid, _)| uid)
-        .ok_or_else(|| format!("pod {namespace}/{pod} is not running on this node"))?;
+    let uid = pod_uid(agent, namespace, pod)?;
     // Container ids are `UID-CONTAINER-RESTART` (see `worker`).
     let prefix = format!("{uid}-{container}-");
     let mut found: Option<(u32, Arc<dyn Runtime>, String, bool)> = None;
@@ -730,12 +735,7 @@ async fn forward_target(
     namespace: &str,
     pod: &str,
 ) -> Result<ForwardTarget, String> {
-    let uid = agent
-        .pod_names()
-        .into_iter()
-        .find(|(_, (ns, name))| ns == namespace && name == pod)
-        .map(|(uid, _)| uid)
-        .ok_or_else(|| format!("pod {namespace}/{pod} is not running on this node"))?;
+    let uid = pod_uid(agent, namespace, pod)?;
     if let Some((_, handler)) = agent.http_handlers(&uid).into_iter().next() {
         return Ok(ForwardTarget::Handler(handler));
     }

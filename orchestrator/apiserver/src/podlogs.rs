@@ -24,8 +24,13 @@ const FORWARDED: &[&str] = &[
     "limitBytes",
 ];
 
-/// Which container's logs: the one asked for, or the only one.
-fn container_of(pod: &Value, query: &Query) -> Result<String, ApiError> {
+/// The container `query` names, which must be in the pod; if it names none, what `unnamed`
+/// picks, given the pod's name and its containers' names.
+pub(crate) fn container_of(
+    pod: &Value,
+    query: &Query,
+    unnamed: impl FnOnce(&str, &[&str]) -> Result<String, ApiError>,
+) -> Result<String, ApiError> {
     let name = pod["metadata"]["name"].as_str().unwrap_or("");
     let containers: Vec<&str> = pod["spec"]["containers"]
         .as_array()
@@ -36,12 +41,19 @@ fn container_of(pod: &Value, query: &Query) -> Result<String, ApiError> {
         Some(container) => Err(ApiError::BadRequest(format!(
             "container {container} is not valid for pod {name}"
         ))),
-        None if containers.len() == 1 => Ok(containers[0].to_owned()),
-        None => Err(ApiError::BadRequest(format!(
+        None => unnamed(name, &containers),
+    }
+}
+
+/// Which container's logs: the one asked for, or the only one.
+fn log_container(pod: &Value, query: &Query) -> Result<String, ApiError> {
+    container_of(pod, query, |name, containers| match containers {
+        [only] => Ok((*only).to_owned()),
+        _ => Err(ApiError::BadRequest(format!(
             "a container name must be specified for pod {name}, choose one of: [{}]",
             containers.join(" ")
         ))),
-    }
+    })
 }
 
 /// Where a Node's agent listens: its InternalIP (loopback if it has none) and the port it
@@ -80,7 +92,7 @@ pub async fn serve(
 ) -> Result<Response, ApiError> {
     let pods = resources::find("", "v1", "pods").expect("served");
     let pod = registry.get(pods, Some(namespace), name).await?;
-    let container = container_of(&pod, query)?;
+    let container = log_container(&pod, query)?;
     let Some(node_name) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) else {
         return Err(ApiError::BadRequest(format!(
             "container {container:?} in pod {name:?} is waiting to start: the pod is not scheduled"
@@ -118,12 +130,12 @@ mod tests {
     #[test]
     fn the_only_container_is_chosen_and_several_need_a_name() {
         let one = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a"}]}});
-        assert_eq!(container_of(&one, &Query::new()).unwrap(), "a");
+        assert_eq!(log_container(&one, &Query::new()).unwrap(), "a");
         let two = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a"}, {"name": "b"}]}});
-        let err = container_of(&two, &Query::new()).unwrap_err();
+        let err = log_container(&two, &Query::new()).unwrap_err();
         assert!(err.to_string().contains("choose one of: [a b]"), "{err}");
         let mut query = Query::new();
         query.insert("container".into(), "c".into());
-        assert!(container_of(&two, &query).is_err());
+        assert!(log_container(&two, &query).is_err());
     }
 }

@@ -56,21 +56,12 @@ fn is_stream_upgrade(method: &Method, headers: &HeaderMap) -> bool {
 /// Which container: the one asked for (it must be in the pod), or the first (kubectl always
 /// names one; other clients get the default container, as `kubectl exec` picks it).
 fn container_of(pod: &Value, query: &Query) -> Result<String, ApiError> {
-    let name = pod["metadata"]["name"].as_str().unwrap_or("");
-    let containers: Vec<&str> = pod["spec"]["containers"]
-        .as_array()
-        .map(|c| c.iter().filter_map(|c| c["name"].as_str()).collect())
-        .unwrap_or_default();
-    match query.get("container") {
-        Some(container) if containers.contains(&container.as_str()) => Ok(container.clone()),
-        Some(container) => Err(ApiError::BadRequest(format!(
-            "container {container} is not valid for pod {name}"
-        ))),
-        None => containers
+    crate::podlogs::container_of(pod, query, |name, containers| {
+        containers
             .first()
             .map(|c| (*c).to_owned())
-            .ok_or_else(|| ApiError::BadRequest(format!("pod {name} has no containers"))),
-    }
+            .ok_or_else(|| ApiError::BadRequest(format!("pod {name} has no containers")))
+    })
 }
 
 /// Serves `pods/exec`, `pods/portforward` and `pods/attach` (refused) of pod

@@ -257,6 +257,18 @@ impl ContainerdRuntime {
         f(container)
     }
 
+    /// `NotFound` or `InvalidState` unless container `id` runs: what an exec needs.
+    fn check_running_for_exec(&self, id: &str) -> Result<(), RuntimeError> {
+        self.with_container(id, |container| match container.life.borrow().state() {
+            ContainerState::Running => Ok(()),
+            state => Err(RuntimeError::InvalidState {
+                id: id.to_owned(),
+                state: state.name(),
+                operation: "exec",
+            }),
+        })
+    }
+
     /// Creates and starts the task of a container whose lifecycle is already Running.
     async fn start_task(&self, id: &str, log_path: &Path) -> Result<JoinHandle<()>, RuntimeError> {
         let log = LogFile::open(log_path)
@@ -741,14 +753,7 @@ impl Runtime for ContainerdRuntime {
     }
 
     async fn exec(&self, id: &str, request: ExecRequest) -> Result<ExecOutput, RuntimeError> {
-        self.with_container(id, |container| match container.life.borrow().state() {
-            ContainerState::Running => Ok(()),
-            state => Err(RuntimeError::InvalidState {
-                id: id.to_owned(),
-                state: state.name(),
-                operation: "exec",
-            }),
-        })?;
+        self.check_running_for_exec(id)?;
         // In a task of its own, so that a caller who gives up (a dropped future) does not
         // leave the process running or its FIFOs behind: the task still kills the process at
         // its timeout at the latest, and deletes it.
@@ -763,14 +768,7 @@ impl Runtime for ContainerdRuntime {
         id: &str,
         request: ExecRequest,
     ) -> Result<ExecSession, RuntimeError> {
-        self.with_container(id, |container| match container.life.borrow().state() {
-            ContainerState::Running => Ok(()),
-            state => Err(RuntimeError::InvalidState {
-                id: id.to_owned(),
-                state: state.name(),
-                operation: "exec",
-            }),
-        })?;
+        self.check_running_for_exec(id)?;
         // Started in a task of its own, as `exec` is: a caller who gives up while the process
         // starts does not leave it behind (the session it would have got is dropped, which
         // kills the process).
