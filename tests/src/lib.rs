@@ -319,11 +319,23 @@ impl Wharf {
         .expect("the Service's node port")
     }
 
+    /// The `wharf` CLI pointed at this Wharf (its kubeconfig).
+    pub fn cli(&self) -> Command {
+        let mut command = Command::new(wharf_bin());
+        command.env("KUBECONFIG", self.kubeconfig());
+        command
+    }
+
     /// A kubectl command with this Wharf's kubeconfig and a discovery cache of its own (kubectl
     /// caches discovery per host:port in ~/.kube/cache, and a port reused by another server,
     /// e.g. an older build, would otherwise answer from that server's cache).
     pub fn kubectl(&self) -> Command {
-        let mut command = Command::new(kubectl());
+        self.kubectl_of(&kubectl())
+    }
+
+    /// Like [`Wharf::kubectl`], with another kubectl binary (e.g. [`kubectl_1_20`]).
+    pub fn kubectl_of(&self, binary: &Path) -> Command {
+        let mut command = Command::new(binary);
         command
             .env("KUBECONFIG", self.kubeconfig())
             .env("KUBECACHEDIR", self.data_dir.join("kubectl-cache"));

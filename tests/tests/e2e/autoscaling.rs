@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use serde_json::Value;
-use wharf_e2e::{Wharf, eventually, run, samples_out, wharf_bin};
+use wharf_e2e::{Wharf, eventually, run, samples_out};
 
 /// A Deployment (1 replica, a CPU request of 100m) and NodePort Service of one sample.
 fn workload(name: &str, image: &str, runtime_class: &str) -> String {
@@ -245,14 +245,14 @@ fn usage_hpa_scale_to_zero_and_wake_up_act_the_same_on_wasm_and_container_pods()
         &["--containerd", "managed", "--hpa-sync-period", "1s"],
     )
     .unwrap();
-    run(Command::new(wharf_bin())
-        .env("KUBECONFIG", wharf.kubeconfig())
+    run(wharf
+        .cli()
         .arg("push")
         .arg(samples_out().join("hello-http.wasm"))
         .args(["--name", "hello-http:latest"]))
     .unwrap();
-    run(Command::new(wharf_bin())
-        .env("KUBECONFIG", wharf.kubeconfig())
+    run(wharf
+        .cli()
         .args(["image", "import"])
         .arg(samples_out().join("hello-container.tar")))
     .unwrap();

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use wharf_e2e::{
     Wharf, eventually, free_port, kubectl, kubectl_1_20, python, run, samples_out, until,
-    wharf_bin, workspace_root,
+    workspace_root,
 };
 
 /// One kubectl binary under test.
@@ -156,8 +156,8 @@ fn row(table: &str, name: &str) -> Vec<String> {
 }
 
 fn push(wharf: &Wharf, file: &str, name: &str) {
-    run(Command::new(wharf_bin())
-        .env("KUBECONFIG", wharf.kubeconfig())
+    run(wharf
+        .cli()
         .arg("push")
         .arg(samples_out().join(file))
         .args(["--name", name]))
@@ -1560,11 +1560,7 @@ fn kubectl_1_37_and_1_20_exec_and_port_forward() {
         .arg(&archive)
         .arg("wharf-busybox:latest"))
     .unwrap();
-    run(Command::new(wharf_bin())
-        .env("KUBECONFIG", wharf.kubeconfig())
-        .args(["image", "import"])
-        .arg(&archive))
-    .unwrap();
+    run(wharf.cli().args(["image", "import"]).arg(&archive)).unwrap();
     push(&wharf, "hello-http.wasm", "hello-http:latest");
     let [new, old] = both();
     let shell = "apiVersion: v1

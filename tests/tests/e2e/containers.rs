@@ -6,7 +6,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use wharf_e2e::{Wharf, run, samples_out, until, wharf_bin, workspace_root};
+use wharf_e2e::{Wharf, run, samples_out, until, workspace_root};
 
 fn ctr(wharf: &Wharf, args: &[&str]) -> String {
     let socket = wharf.data_dir.join("containerd/containerd.sock");
@@ -36,8 +36,8 @@ fn the_container_sample_runs_through_managed_containerd_restarts_and_cleans_up()
     let dir = tempfile::tempdir().unwrap();
     let wharf =
         Wharf::start_isolated_with(&dir.path().join("data"), &["--containerd", "managed"]).unwrap();
-    run(Command::new(wharf_bin())
-        .env("KUBECONFIG", wharf.kubeconfig())
+    run(wharf
+        .cli()
         .args(["image", "import"])
         .arg(samples_out().join("hello-container.tar")))
     .unwrap();
@@ -191,8 +191,8 @@ fn running_containers_survive_a_wharf_restart_and_are_taken_over() {
     let dir = tempfile::tempdir().unwrap();
     let mut wharf =
         Wharf::start_isolated_with(&dir.path().join("data"), &["--containerd", "managed"]).unwrap();
-    run(Command::new(wharf_bin())
-        .env("KUBECONFIG", wharf.kubeconfig())
+    run(wharf
+        .cli()
         .args(["image", "import"])
         .arg(samples_out().join("hello-container.tar")))
     .unwrap();
@@ -389,8 +389,8 @@ fn a_containerd_that_dies_is_reported_on_the_node_and_pods_and_recovered_when_it
         &["--containerd", &socket, "--node-name", "node-a"],
     )
     .unwrap();
-    run(Command::new(wharf_bin())
-        .env("KUBECONFIG", wharf.kubeconfig())
+    run(wharf
+        .cli()
         .args(["image", "import"])
         .arg(samples_out().join("hello-container.tar")))
     .unwrap();
@@ -532,12 +532,7 @@ fn wasm_and_container_pods_call_each_others_services_by_cluster_ip() {
     let dir = tempfile::tempdir().unwrap();
     let wharf =
         Wharf::start_isolated_with(&dir.path().join("data"), &["--containerd", "managed"]).unwrap();
-    let cli = |args: &[&str]| {
-        run(Command::new(wharf_bin())
-            .env("KUBECONFIG", wharf.kubeconfig())
-            .args(args))
-        .unwrap()
-    };
+    let cli = |args: &[&str]| run(wharf.cli().args(args)).unwrap();
     let out = samples_out();
     cli(&[
         "image",
@@ -673,13 +668,7 @@ fn bad_container_images_and_commands_are_clear_pod_conditions_and_the_node_goes_
     let dir = tempfile::tempdir().unwrap();
     let wharf =
         Wharf::start_isolated_with(&dir.path().join("data"), &["--containerd", "managed"]).unwrap();
-    let cli = |args: &[&str]| {
-        Command::new(wharf_bin())
-            .env("KUBECONFIG", wharf.kubeconfig())
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let cli = |args: &[&str]| wharf.cli().args(args).output().unwrap();
     let sample = samples_out().join("hello-container.tar");
     assert!(
         cli(&["image", "import", sample.to_str().unwrap()])

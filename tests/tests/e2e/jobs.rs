@@ -3,15 +3,14 @@
 //! the pods that serve it, all seen through kubectl as Kubernetes users see them.
 
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use wharf_e2e::{Wharf, eventually, run, samples_out, wharf_bin, workspace_root};
+use wharf_e2e::{Wharf, eventually, run, samples_out, workspace_root};
 
 fn push(wharf: &Wharf, file: &str, name: &str) {
-    run(Command::new(wharf_bin())
-        .env("KUBECONFIG", wharf.kubeconfig())
+    run(wharf
+        .cli()
         .arg("push")
         .arg(samples_out().join(file))
         .args(["--name", name]))

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use wharf_e2e::{Wharf, eventually, run, samples_out, wharf_bin};
+use wharf_e2e::{Wharf, eventually, run, samples_out};
 
 use crate::volumes::events_of;
 
@@ -276,14 +276,14 @@ fn liveness_readiness_and_startup_probes_act_the_same_on_wasm_and_container_pods
     let dir = tempfile::tempdir().unwrap();
     let wharf =
         Wharf::start_isolated_with(&dir.path().join("data"), &["--containerd", "managed"]).unwrap();
-    run(Command::new(wharf_bin())
-        .env("KUBECONFIG", wharf.kubeconfig())
+    run(wharf
+        .cli()
         .arg("push")
         .arg(samples_out().join("hello-http.wasm"))
         .args(["--name", "hello-http:latest"]))
     .unwrap();
-    run(Command::new(wharf_bin())
-        .env("KUBECONFIG", wharf.kubeconfig())
+    run(wharf
+        .cli()
         .args(["image", "import"])
         .arg(samples_out().join("hello-container.tar")))
     .unwrap();

@@ -2,13 +2,12 @@
 //! continuous HTTP load through the gateway's NodePort loses no request, `kubectl rollout
 //! status` sees it finish, and `kubectl rollout undo` goes back to the previous template.
 
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use wharf_e2e::{Wharf, eventually, run, samples_out, wharf_bin, workspace_root};
+use wharf_e2e::{Wharf, eventually, run, samples_out, workspace_root};
 
 const OLD_GREETING: &str = "Hello from Wharf!";
 const NEW_GREETING: &str = "v2";
@@ -133,8 +132,8 @@ fn pod_greetings(wharf: &Wharf) -> Vec<String> {
 fn a_rolling_update_under_load_loses_no_request_and_rollout_undo_goes_back() {
     let dir = tempfile::tempdir().unwrap();
     let wharf = Wharf::start_isolated(&dir.path().join("data")).unwrap();
-    run(Command::new(wharf_bin())
-        .env("KUBECONFIG", wharf.kubeconfig())
+    run(wharf
+        .cli()
         .arg("push")
         .arg(samples_out().join("hello-http.wasm"))
         .args(["--name", "hello-http:latest"]))

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use base64::Engine;
-use wharf_e2e::{Wharf, eventually, mount_points_under, run, samples_out, until, wharf_bin};
+use wharf_e2e::{Wharf, eventually, mount_points_under, run, samples_out, until};
 
 use crate::secrets::random_value;
 
@@ -105,8 +105,8 @@ fn secret_env_vars_of_containers_stay_off_disk_and_their_metadata_survives_a_res
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut wharf = Wharf::start_isolated_with(&data, &["--containerd", "managed"]).unwrap();
-    run(Command::new(wharf_bin())
-        .env("KUBECONFIG", wharf.kubeconfig())
+    run(wharf
+        .cli()
         .args(["image", "import"])
         .arg(samples_out().join("hello-container.tar")))
     .unwrap();

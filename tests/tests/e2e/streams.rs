@@ -14,8 +14,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use wharf_e2e::{
-    Wharf, eventually, free_port, kubectl, kubectl_1_20, run, samples_out, until, wharf_bin,
-    workspace_root,
+    Wharf, eventually, free_port, kubectl, kubectl_1_20, run, samples_out, until, workspace_root,
 };
 
 const BUSYBOX: &str = "/usr/bin/busybox";
@@ -62,28 +61,21 @@ fn kubectls() -> [(&'static str, std::path::PathBuf); 2] {
     [("1.37", kubectl()), ("1.20", kubectl_1_20())]
 }
 
-/// `binary` pointed at `wharf`.
-fn kubectl_for(binary: &Path, wharf: &Wharf) -> Command {
-    let mut command = Command::new(binary);
-    command.env("KUBECONFIG", wharf.kubeconfig());
-    command
-}
-
 #[test]
 fn kubectl_exec_runs_commands_in_container_pods_and_explains_wasm_pods() {
     let dir = tempfile::tempdir().unwrap();
     let wharf =
         Wharf::start_isolated_with(&dir.path().join("data"), &["--containerd", "managed"]).unwrap();
-    run(Command::new(wharf_bin())
-        .env("KUBECONFIG", wharf.kubeconfig())
+    run(wharf
+        .cli()
         .args(["image", "import"])
         .arg(busybox_archive(dir.path())))
     .unwrap();
     let manifest = dir.path().join("shell.yaml");
     std::fs::write(&manifest, SHELL_POD).unwrap();
     run(wharf.kubectl().args(["apply", "-f"]).arg(&manifest)).unwrap();
-    run(Command::new(wharf_bin())
-        .env("KUBECONFIG", wharf.kubeconfig())
+    run(wharf
+        .cli()
         .arg("deploy")
         .arg(samples_out().join("hello-http.wasm")))
     .unwrap();
@@ -102,7 +94,7 @@ fn kubectl_exec_runs_commands_in_container_pods_and_explains_wasm_pods() {
     });
 
     for (version, binary) in kubectls() {
-        let kc = || kubectl_for(&binary, &wharf);
+        let kc = || wharf.kubectl_of(&binary);
         // The exit code reaches kubectl; stdout and stderr stay apart.
         let ran = output_of(kc().args([
             "exec",
@@ -216,8 +208,8 @@ fn kubectl_port_forward_reaches_container_and_wasm_pods() {
     let dir = tempfile::tempdir().unwrap();
     let wharf =
         Wharf::start_isolated_with(&dir.path().join("data"), &["--containerd", "managed"]).unwrap();
-    run(Command::new(wharf_bin())
-        .env("KUBECONFIG", wharf.kubeconfig())
+    run(wharf
+        .cli()
         .args(["image", "import"])
         .arg(samples_out().join("hello-container.tar")))
     .unwrap();
@@ -226,8 +218,8 @@ fn kubectl_port_forward_reaches_container_and_wasm_pods() {
         .args(["apply", "-f"])
         .arg(workspace_root().join("samples/hello-container")))
     .unwrap();
-    run(Command::new(wharf_bin())
-        .env("KUBECONFIG", wharf.kubeconfig())
+    run(wharf
+        .cli()
         .arg("deploy")
         .arg(samples_out().join("hello-http.wasm")))
     .unwrap();
@@ -255,7 +247,8 @@ fn kubectl_port_forward_reaches_container_and_wasm_pods() {
     {
         let port = free_port();
         let _forward = PortForward(
-            kubectl_for(&binary, &wharf)
+            wharf
+                .kubectl_of(&binary)
                 .args([
                     "port-forward",
                     &format!("pod/{pod}"),

@@ -16,14 +16,14 @@ use crate::secrets::random_value;
 /// `wharf up` with managed containerd and both samples loaded.
 fn start_with_samples(data: &Path) -> Wharf {
     let wharf = Wharf::start_isolated_with(data, &["--containerd", "managed"]).unwrap();
-    run(Command::new(wharf_bin())
-        .env("KUBECONFIG", wharf.kubeconfig())
+    run(wharf
+        .cli()
         .arg("push")
         .arg(samples_out().join("hello-http.wasm"))
         .args(["--name", "hello-http:latest"]))
     .unwrap();
-    run(Command::new(wharf_bin())
-        .env("KUBECONFIG", wharf.kubeconfig())
+    run(wharf
+        .cli()
         .args(["image", "import"])
         .arg(samples_out().join("hello-container.tar")))
     .unwrap();

@@ -2,15 +2,14 @@
 //! node agent in the in-process wasmtime runtime, served through the gateway's NodePort, with
 //! statuses, restarts and logs as Kubernetes users know them.
 
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use wharf_e2e::{Wharf, eventually, run, samples_out, wharf_bin, workspace_root};
+use wharf_e2e::{Wharf, eventually, run, samples_out, workspace_root};
 
 fn push(wharf: &Wharf, file: &str, name: &str) {
-    run(Command::new(wharf_bin())
-        .env("KUBECONFIG", wharf.kubeconfig())
+    run(wharf
+        .cli()
         .arg("push")
         .arg(samples_out().join(file))
         .args(["--name", name]))
@@ -207,12 +206,7 @@ fn bad_images_and_unavailable_runtimes_show_clear_reasons_on_the_pod() {
     // Something that is not Wasm is refused at push, with a clear message.
     let junk = dir.path().join("junk.wasm");
     std::fs::write(&junk, b"#!/bin/sh\necho not wasm\n").unwrap();
-    let refused = Command::new(wharf_bin())
-        .env("KUBECONFIG", wharf.kubeconfig())
-        .arg("push")
-        .arg(&junk)
-        .output()
-        .unwrap();
+    let refused = wharf.cli().arg("push").arg(&junk).output().unwrap();
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
@@ -225,8 +219,8 @@ fn bad_images_and_unavailable_runtimes_show_clear_reasons_on_the_pod() {
 fn wharf_deploy_pushes_a_function_and_prints_a_url_that_answers() {
     let dir = tempfile::tempdir().unwrap();
     let wharf = Wharf::start_isolated(&dir.path().join("data")).unwrap();
-    let out = run(Command::new(wharf_bin())
-        .env("KUBECONFIG", wharf.kubeconfig())
+    let out = run(wharf
+        .cli()
         .arg("deploy")
         .arg(samples_out().join("hello-http.wasm"))
         .args(["--name", "greeter"]))
