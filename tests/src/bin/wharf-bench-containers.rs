@@ -35,6 +35,7 @@ use clap::Parser;
 use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
+use wharf_e2e::bench::{Api, ms, p50_p99};
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -72,69 +73,19 @@ const PODS: &str = "/api/v1/namespaces/default/pods";
 /// The label on every pod this program creates (to find them again for cleanup).
 const LABEL: &str = "wharf-bench";
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1}", d.as_secs_f64() * 1000.0)
-}
-
-/// p50 and p99 of a sample, sorted in place.
-fn p50_p99(samples: &mut [Duration]) -> (Duration, Duration) {
-    samples.sort_unstable();
-    (percentile(samples, 0.5), percentile(samples, 0.99))
-}
-
 fn ratio(a: Duration, b: Duration) -> String {
     format!("{:.2}x", a.as_secs_f64() / b.as_secs_f64().max(1e-9))
 }
 
-struct Api {
-    http: reqwest::Client,
-    base: String,
+/// The pods this benchmark creates and deletes.
+trait PodsApi {
+    /// Creates a pod; returns its uid.
+    async fn create_pod(&self, pod: Value) -> Result<String>;
+
+    async fn delete_pod(&self, name: &str) -> Result<()>;
 }
 
-impl Api {
-    async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> Result<Value> {
-        let mut request = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await?;
-        let status = response.status();
-        let value: Value = response.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            bail!("{path}: {status}: {value}");
-        }
-        Ok(value)
-    }
-
-    /// What `wharf push` and `wharf image import` do: upload the bytes under a reference.
-    async fn push(&self, reference: &str, bytes: Vec<u8>, content_type: &str) -> Result<()> {
-        let response = self
-            .http
-            .put(format!("{}/wharf/v1/artifacts/{reference}", self.base))
-            .header(reqwest::header::CONTENT_TYPE, content_type)
-            .body(bytes)
-            .send()
-            .await?;
-        if !response.status().is_success() {
-            let status = response.status();
-            let body = response.text().await.unwrap_or_default();
-            bail!("push {reference}: {status}: {body}");
-        }
-        Ok(())
-    }
-
+impl PodsApi for Api {
     /// Creates a pod; returns its uid.
     async fn create_pod(&self, pod: Value) -> Result<String> {
         let created = self.send(reqwest::Method::POST, PODS, Some(pod)).await?;
@@ -595,10 +546,7 @@ async fn cleanup(api: &Api, ctr: &Ctr) {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let api = Api {
-        http: reqwest::Client::new(),
-        base: args.wharf.clone(),
-    };
+    let api = Api::new(args.wharf.clone());
     let ctr = Ctr {
         socket: args.containerd_socket.clone(),
         namespace: args.containerd_namespace.clone(),

@@ -34,6 +34,7 @@ use clap::Parser;
 use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
+use wharf_e2e::bench::{Api, ms, p50_p99};
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -105,29 +106,8 @@ const WORKLOADS: [&str; 4] = [
     "bench-load-ctr",
 ];
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn ms(d: Duration) -> String {
-    if d < Duration::from_millis(10) {
-        format!("{:.2}", d.as_secs_f64() * 1000.0)
-    } else {
-        format!("{:.1}", d.as_secs_f64() * 1000.0)
-    }
-}
-
 fn secs(d: Duration) -> String {
     format!("{:.1} s", d.as_secs_f64())
-}
-
-/// p50 and p99 of a sample, sorted in place.
-fn p50_p99(samples: &mut [Duration]) -> (Duration, Duration) {
-    samples.sort_unstable();
-    (percentile(samples, 0.5), percentile(samples, 0.99))
 }
 
 /// One HTTP/1.1 GET on a fresh TCP connection (`Connection: close`), read up to the last byte
@@ -280,55 +260,19 @@ async fn pod_milestones(
     (created, ready)
 }
 
-struct Api {
-    http: reqwest::Client,
-    base: String,
+/// The workloads this benchmark scales, and their pods.
+trait WorkloadsApi {
+    /// Deletes an object; a missing one is not an error.
+    async fn delete(&self, path: &str) -> Result<()>;
+
+    /// The Deployment `name`.
+    async fn deployment(&self, name: &str) -> Result<Value>;
+
+    /// How many pods of the workload `name` exist (terminating ones included).
+    async fn pods_of(&self, name: &str) -> Result<usize>;
 }
 
-impl Api {
-    async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<(&str, Value)>,
-    ) -> Result<Value> {
-        let mut request = self.http.request(method, format!("{}{path}", self.base));
-        if let Some((content_type, body)) = body {
-            request = request
-                .header(reqwest::header::CONTENT_TYPE, content_type)
-                .body(body.to_string());
-        }
-        let response = request.send().await?;
-        let status = response.status();
-        let value: Value = response.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            bail!("{path}: {status}: {value}");
-        }
-        Ok(value)
-    }
-
-    async fn get(&self, path: &str) -> Result<Value> {
-        self.send(reqwest::Method::GET, path, None).await
-    }
-
-    async fn create(&self, path: &str, object: Value) -> Result<Value> {
-        self.send(
-            reqwest::Method::POST,
-            path,
-            Some(("application/json", object)),
-        )
-        .await
-    }
-
-    async fn merge_patch(&self, path: &str, patch: Value) -> Result<Value> {
-        self.send(
-            reqwest::Method::PATCH,
-            path,
-            Some(("application/merge-patch+json", patch)),
-        )
-        .await
-    }
-
+impl WorkloadsApi for Api {
     /// Deletes an object; a missing one is not an error.
     async fn delete(&self, path: &str) -> Result<()> {
         let response = self
@@ -350,23 +294,6 @@ impl Api {
             "delete {path}: {status}: {}",
             response.text().await.unwrap_or_default()
         )
-    }
-
-    /// What `wharf push` and `wharf image import` do: upload the bytes under a reference.
-    async fn push(&self, reference: &str, bytes: Vec<u8>, content_type: &str) -> Result<()> {
-        let response = self
-            .http
-            .put(format!("{}/wharf/v1/artifacts/{reference}", self.base))
-            .header(reqwest::header::CONTENT_TYPE, content_type)
-            .body(bytes)
-            .send()
-            .await?;
-        if !response.status().is_success() {
-            let status = response.status();
-            let body = response.text().await.unwrap_or_default();
-            bail!("push {reference}: {status}: {body}");
-        }
-        Ok(())
     }
 
     /// The Deployment `name`.
@@ -836,10 +763,7 @@ async fn cleanup(args: &Args, api: &Api) {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let api = Api {
-        http: reqwest::Client::new(),
-        base: args.wharf.clone(),
-    };
+    let api = Api::new(args.wharf.clone());
     let result = bench(&args, &api).await;
     cleanup(&args, &api).await;
     result

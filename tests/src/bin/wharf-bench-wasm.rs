@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use serde_json::{Value, json};
+use wharf_e2e::bench::{Api, ms, percentile};
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -100,17 +101,6 @@ fn wrk(url: &str, seconds: u64) -> Result<WrkResult> {
     })
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1}", d.as_secs_f64() * 1000.0)
-}
-
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -120,45 +110,6 @@ fn rss_kib(pid: u32) -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
-}
-
-struct Api {
-    http: reqwest::Client,
-    base: String,
-}
-
-impl Api {
-    async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> Result<Value> {
-        let mut request = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await?;
-        let status = response.status();
-        let value: Value = response.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            bail!("{path}: {status}: {value}");
-        }
-        Ok(value)
-    }
-
-    async fn push(&self, reference: &str, bytes: Vec<u8>) -> Result<()> {
-        let response = self
-            .http
-            .put(format!("{}/wharf/v1/artifacts/{reference}", self.base))
-            .body(bytes)
-            .send()
-            .await?;
-        if !response.status().is_success() {
-            bail!("push {reference}: {}", response.status());
-        }
-        Ok(())
-    }
 }
 
 fn pod(name: &str, image: &str) -> Value {
@@ -223,12 +174,10 @@ fn distinct_component(bytes: &[u8], tag: usize) -> Vec<u8> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let api = Api {
-        http: reqwest::Client::new(),
-        base: args.wharf.clone(),
-    };
+    let api = Api::new(args.wharf.clone());
     let component = std::fs::read(&args.component)?;
-    api.push("bench-http:latest", component.clone()).await?;
+    api.push("bench-http:latest", component.clone(), "application/wasm")
+        .await?;
 
     // 1. Throughput through the gateway vs wasmtime serve.
     for i in 0..2 {
@@ -362,8 +311,12 @@ async fn main() -> Result<()> {
     let started = Instant::now();
     for i in 0..args.functions {
         let name = format!("fn-{i}");
-        api.push(&format!("{name}:latest"), distinct_component(&component, i))
-            .await?;
+        api.push(
+            &format!("{name}:latest"),
+            distinct_component(&component, i),
+            "application/wasm",
+        )
+        .await?;
         api.send(
             reqwest::Method::POST,
             "/api/v1/namespaces/default/pods",

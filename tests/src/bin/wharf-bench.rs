@@ -15,6 +15,7 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use futures::StreamExt;
 use serde_json::{Value, json};
+use wharf_e2e::bench::{ms, percentile};
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -33,14 +34,6 @@ struct Args {
     /// Watchers for the watch-latency measurement.
     #[arg(long, default_value_t = 100)]
     watchers: usize,
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index]
 }
 
 struct LoadResult {
@@ -250,10 +243,6 @@ async fn watch_latency(
     }
     all.sort_unstable();
     Ok((all, created))
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2}", d.as_secs_f64() * 1000.0)
 }
 
 async fn ensure_namespace(base: &str, name: &str) -> Result<()> {
