@@ -26,17 +26,6 @@ fn task_processes(node: &Node, id: &str) -> Vec<String> {
     node.ctr(&["tasks", "ps", id]).into_iter().skip(1).collect()
 }
 
-/// The files in the container's FIFO directory.
-fn fifo_entries(node: &Node, id: &str) -> Vec<String> {
-    let dir = node.dir.path().join("runtime/fifo").join(id);
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_leaves_no_process_or_fifo_behind_however_it_ends() {
     let node = Node::start().await;
@@ -77,7 +66,7 @@ async fn exec_leaves_no_process_or_fifo_behind_however_it_ends() {
         1,
         "only the container's own"
     );
-    assert_eq!(fifo_entries(&node, id), ["stderr", "stdout"]);
+    assert_eq!(node.fifo_entries(id), ["stderr", "stdout"]);
     runtime.kill(id, Signal::Kill).await.unwrap();
     runtime.wait(id).await.unwrap();
     runtime.delete(id).await.unwrap();
@@ -105,12 +94,12 @@ async fn an_exec_whose_caller_gives_up_is_still_killed_at_its_timeout() {
     assert_eq!(task_processes(&node, id).len(), 2, "the exec runs");
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while task_processes(&node, id).len() > 1 || fifo_entries(&node, id).len() > 2 {
+    while task_processes(&node, id).len() > 1 || node.fifo_entries(id).len() > 2 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the abandoned exec was not cleaned up: {:?}, {:?}",
             task_processes(&node, id),
-            fifo_entries(&node, id)
+            node.fifo_entries(id)
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -108,6 +108,17 @@ pub struct Node {
 }
 
 impl Node {
+    /// The files in container `id`'s FIFO directory, sorted.
+    pub fn fifo_entries(&self, id: &str) -> Vec<String> {
+        let dir = self.dir.path().join("runtime/fifo").join(id);
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
     /// Starts containerd in a new temporary directory and connects a runtime.
     pub async fn start() -> Node {
         let dir = tempfile::tempdir().expect("temporary directory");

@@ -64,16 +64,6 @@ async fn finish(session: ExecSession) -> (String, String, i32) {
     (out, err, code)
 }
 
-fn fifo_entries(node: &Node, id: &str) -> Vec<String> {
-    let dir = node.dir.path().join("runtime/fifo").join(id);
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interactive_exec_streams_stdin_stdout_stderr_and_the_exit_code() {
     let node = Node::start().await;
@@ -136,7 +126,7 @@ async fn an_interactive_exec_streams_stdin_stdout_stderr_and_the_exit_code() {
     let missing = exec_request(&["/wharf-no-such-command".to_owned()], &[], &[], LIMIT);
     let err = runtime.exec_stream(id, missing).await.expect_err("missing");
     assert!(matches!(err, RuntimeError::StartFailed(_)), "{err:?}");
-    assert_eq!(fifo_entries(&node, id), ["stderr", "stdout"]);
+    assert_eq!(node.fifo_entries(id), ["stderr", "stdout"]);
     assert_eq!(
         node.ctr(&["tasks", "ps", id]).len(),
         2,
@@ -162,12 +152,12 @@ async fn a_dropped_exec_session_kills_its_command_and_leaves_nothing_behind() {
     drop(session);
 
     let deadline = tokio::time::Instant::now() + LIMIT;
-    while node.ctr(&["tasks", "ps", id]).len() > 2 || fifo_entries(&node, id).len() > 2 {
+    while node.ctr(&["tasks", "ps", id]).len() > 2 || node.fifo_entries(id).len() > 2 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the dropped session's command was not cleaned up: {:?}, {:?}",
             node.ctr(&["tasks", "ps", id]),
-            fifo_entries(&node, id)
+            node.fifo_entries(id)
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
