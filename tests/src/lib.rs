@@ -321,6 +321,16 @@ impl Wharf {
         .expect("the Service's node port")
     }
 
+    /// `wharf push` of the sample artifact `file` (in [`samples_out`]) as image `name`.
+    pub fn push_sample(&self, file: &str, name: &str) {
+        run(self
+            .cli()
+            .arg("push")
+            .arg(samples_out().join(file))
+            .args(["--name", name]))
+        .unwrap();
+    }
+
     /// The `wharf` CLI pointed at this Wharf (its kubeconfig).
     pub fn cli(&self) -> Command {
         let mut command = Command::new(wharf_bin());
@@ -643,6 +653,26 @@ pub fn free_port_on(ip: &str) -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("bind an ephemeral port")
+}
+
+/// Debian's static busybox (`busybox-static`, installed by scripts/setup.sh).
+pub const BUSYBOX: &str = "/usr/bin/busybox";
+
+/// An OCI image archive `wharf-busybox:latest` of [`BUSYBOX`] as `/busybox`, packed by
+/// scripts/oci-pack.py into `dir`.
+pub fn busybox_archive(dir: &Path) -> PathBuf {
+    assert!(
+        Path::new(BUSYBOX).exists(),
+        "{BUSYBOX} is missing: run scripts/setup.sh (it installs busybox-static)"
+    );
+    let archive = dir.join("busybox.tar");
+    run(Command::new("python3")
+        .arg(workspace_root().join("scripts/oci-pack.py"))
+        .arg(BUSYBOX)
+        .arg(&archive)
+        .arg("wharf-busybox:latest"))
+    .unwrap();
+    archive
 }
 
 /// Where `make samples` puts the Wasm sample artifacts.

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use wharf_e2e::{
-    Wharf, eventually, free_port, kubectl, kubectl_1_20, python, run, samples_out, until,
+    Wharf, busybox_archive, eventually, free_port, kubectl, kubectl_1_20, python, run, until,
     workspace_root,
 };
 
@@ -153,15 +153,6 @@ fn row(table: &str, name: &str) -> Vec<String> {
         .map(cells)
         .find(|c| c.first().is_some_and(|first| first == name))
         .unwrap_or_else(|| panic!("no row {name} in\n{table}"))
-}
-
-fn push(wharf: &Wharf, file: &str, name: &str) {
-    run(wharf
-        .cli()
-        .arg("push")
-        .arg(samples_out().join(file))
-        .args(["--name", name]))
-    .unwrap();
 }
 
 /// A hello-http Deployment of `replicas` (the Wasm sample, pushed as `hello-http:latest`).
@@ -320,8 +311,8 @@ spec:
 fn kubectl_get_and_describe_print_every_kind_like_kubernetes() {
     let dir = tempfile::tempdir().unwrap();
     let wharf = Wharf::start_isolated(&dir.path().join("data")).unwrap();
-    push(&wharf, "hello-http.wasm", "hello-http:latest");
-    push(&wharf, "hello-job.wasm", "hello-job:latest");
+    wharf.push_sample("hello-http.wasm", "hello-http:latest");
+    wharf.push_sample("hello-job.wasm", "hello-job:latest");
     let new = &both()[0];
     let manifests = [
         web("web", 1),
@@ -812,7 +803,7 @@ spec: {holderIdentity: me}
 fn kubectl_scale_rollout_label_annotate_patch_and_replace_change_the_cluster() {
     let dir = tempfile::tempdir().unwrap();
     let wharf = Wharf::start_isolated(&dir.path().join("data")).unwrap();
-    push(&wharf, "hello-http.wasm", "hello-http:latest");
+    wharf.push_sample("hello-http.wasm", "hello-http:latest");
     for kc in both() {
         let v = kc.version;
         let name = kc.name("web");
@@ -1014,7 +1005,7 @@ fn kubectl_scale_rollout_label_annotate_patch_and_replace_change_the_cluster() {
 fn kubectl_delete_cascades_in_the_background_orphans_and_in_the_foreground() {
     let dir = tempfile::tempdir().unwrap();
     let wharf = Wharf::start_isolated(&dir.path().join("data")).unwrap();
-    push(&wharf, "hello-http.wasm", "hello-http:latest");
+    wharf.push_sample("hello-http.wasm", "hello-http:latest");
     for kc in both() {
         let v = kc.version;
         let [orphaned, foreground, background] = ["orphaned", "fg", "bg"].map(|base| kc.name(base));
@@ -1124,8 +1115,8 @@ spec:
 fn kubectl_logs_follows_tails_filters_by_time_and_container_and_shows_the_previous_run() {
     let dir = tempfile::tempdir().unwrap();
     let wharf = Wharf::start_isolated(&dir.path().join("data")).unwrap();
-    push(&wharf, "hello-http.wasm", "hello-http:latest");
-    push(&wharf, "hello-job.wasm", "hello-job:latest");
+    wharf.push_sample("hello-http.wasm", "hello-http:latest");
+    wharf.push_sample("hello-job.wasm", "hello-job:latest");
     let new = &both()[0];
     let manifests = [web("web", 1), node_port("web", 30080), LOG_PODS.into()].join("---\n");
     new.apply(&wharf, dir.path(), "logs.yaml", &manifests, &[]);
@@ -1362,7 +1353,7 @@ fn kubectl_applies_client_side_and_server_side() {
 fn kubectl_describe_shows_events_and_top_shows_usage() {
     let dir = tempfile::tempdir().unwrap();
     let wharf = Wharf::start_isolated(&dir.path().join("data")).unwrap();
-    push(&wharf, "hello-http.wasm", "hello-http:latest");
+    wharf.push_sample("hello-http.wasm", "hello-http:latest");
     let new = &both()[0];
     new.apply(&wharf, dir.path(), "web.yaml", &web("web", 1), &[]);
     let pod = eventually("the web pod running", 60, || {
@@ -1542,26 +1533,14 @@ fn unknown_resources_subresources_and_verbs_fail_fast_like_kubernetes() {
     }
 }
 
-const BUSYBOX: &str = "/usr/bin/busybox";
-
 #[test]
 fn kubectl_1_37_and_1_20_exec_and_port_forward() {
-    assert!(
-        Path::new(BUSYBOX).exists(),
-        "{BUSYBOX} is missing: run scripts/setup.sh (it installs busybox-static)"
-    );
     let dir = tempfile::tempdir().unwrap();
     let wharf =
         Wharf::start_isolated_with(&dir.path().join("data"), &["--containerd", "managed"]).unwrap();
-    let archive = dir.path().join("busybox.tar");
-    run(Command::new("python3")
-        .arg(workspace_root().join("scripts/oci-pack.py"))
-        .arg(BUSYBOX)
-        .arg(&archive)
-        .arg("wharf-busybox:latest"))
-    .unwrap();
+    let archive = busybox_archive(dir.path());
     run(wharf.cli().args(["image", "import"]).arg(&archive)).unwrap();
-    push(&wharf, "hello-http.wasm", "hello-http:latest");
+    wharf.push_sample("hello-http.wasm", "hello-http:latest");
     let [new, old] = both();
     let shell = "apiVersion: v1
 kind: Pod
@@ -1684,7 +1663,7 @@ spec:
 fn the_python_client_creates_lists_watches_patches_scales_reads_logs_and_deletes() {
     let dir = tempfile::tempdir().unwrap();
     let wharf = Wharf::start_isolated(&dir.path().join("data")).unwrap();
-    push(&wharf, "hello-job.wasm", "hello-job:latest");
+    wharf.push_sample("hello-job.wasm", "hello-job:latest");
     let out = run(Command::new(python())
         .arg(workspace_root().join("tests/python/workload_test.py"))
         .env("KUBECONFIG", wharf.kubeconfig()))
@@ -1713,7 +1692,7 @@ async fn the_kube_crate_lists_watches_applies_scales_reads_logs_and_deletes() {
 
     let dir = tempfile::tempdir().unwrap();
     let wharf = Wharf::start_isolated(&dir.path().join("data")).unwrap();
-    push(&wharf, "hello-job.wasm", "hello-job:latest");
+    wharf.push_sample("hello-job.wasm", "hello-job:latest");
     let client = kube_client(&wharf).await;
     let configmaps: Api<ConfigMap> = Api::default_namespaced(client.clone());
     let deployments: Api<Deployment> = Api::default_namespaced(client.clone());
@@ -1957,8 +1936,8 @@ fn has_event(rows: &[Vec<String>], type_: &str, reason: &str, from: &str, messag
 fn kubectl_describe_shows_the_scheduler_replica_set_and_job_events() {
     let dir = tempfile::tempdir().unwrap();
     let wharf = Wharf::start_isolated(&dir.path().join("data")).unwrap();
-    push(&wharf, "hello-http.wasm", "hello-http:latest");
-    push(&wharf, "hello-job.wasm", "hello-job:latest");
+    wharf.push_sample("hello-http.wasm", "hello-http:latest");
+    wharf.push_sample("hello-job.wasm", "hello-job:latest");
     let kc = &both()[0];
     let manifests = [web("web", 2), JOB.into()].join("---\n");
     kc.apply(&wharf, dir.path(), "all.yaml", &manifests, &[]);
@@ -2086,7 +2065,7 @@ fn kubectl_describe_shows_the_scheduler_replica_set_and_job_events() {
 fn kubectl_cordons_drains_and_uncordons_the_node() {
     let dir = tempfile::tempdir().unwrap();
     let wharf = Wharf::start_isolated(&dir.path().join("data")).unwrap();
-    push(&wharf, "hello-http.wasm", "hello-http:latest");
+    wharf.push_sample("hello-http.wasm", "hello-http:latest");
     let [new, old] = both();
     let node = new.ok(
         &wharf,

@@ -6,16 +6,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::Value;
-use wharf_e2e::{Wharf, eventually, run, samples_out, workspace_root};
-
-fn push(wharf: &Wharf, file: &str, name: &str) {
-    run(wharf
-        .cli()
-        .arg("push")
-        .arg(samples_out().join(file))
-        .args(["--name", name]))
-    .unwrap();
-}
+use wharf_e2e::{Wharf, eventually, run, workspace_root};
 
 fn kubectl_json(wharf: &Wharf, args: &[&str]) -> Value {
     let out = run(wharf.kubectl().args(args).args(["-o", "json"])).unwrap();
@@ -61,7 +52,7 @@ fn job_pods(wharf: &Wharf, name: &str) -> Vec<Value> {
 fn a_job_runs_parallel_pods_until_its_completions_succeeded() {
     let dir = tempfile::tempdir().unwrap();
     let wharf = Wharf::start_isolated(&dir.path().join("data")).unwrap();
-    push(&wharf, "hello-job.wasm", "hello-job:latest");
+    wharf.push_sample("hello-job.wasm", "hello-job:latest");
     wharf.apply(&job("three", 3, 2, 6, 0));
     let done = eventually("the Job to complete", 90, || {
         let job = kubectl_json(&wharf, &["get", "job", "three"]);
@@ -121,7 +112,7 @@ fn a_job_runs_parallel_pods_until_its_completions_succeeded() {
 fn a_job_whose_pods_fail_stops_at_its_backoff_limit() {
     let dir = tempfile::tempdir().unwrap();
     let wharf = Wharf::start_isolated(&dir.path().join("data")).unwrap();
-    push(&wharf, "hello-job.wasm", "hello-job:latest");
+    wharf.push_sample("hello-job.wasm", "hello-job:latest");
     wharf.apply(&job("fails", 1, 1, 1, 1));
     // The first failure is retried after 10 s; the second exceeds backoffLimit 1.
     let failed = eventually("the Job to fail", 120, || {
@@ -147,7 +138,7 @@ fn a_job_whose_pods_fail_stops_at_its_backoff_limit() {
 fn a_job_past_its_active_deadline_is_stopped_and_a_suspended_one_runs_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let wharf = Wharf::start_isolated(&dir.path().join("data")).unwrap();
-    push(&wharf, "hello-job.wasm", "hello-job:latest");
+    wharf.push_sample("hello-job.wasm", "hello-job:latest");
     // Pods that would run for a minute, in a Job allowed 5 s.
     let slow = job("slow", 4, 2, 6, 0).replace(
         "value: \"0\"}]",
@@ -246,7 +237,7 @@ fn slice_addresses(slices: &Value) -> BTreeSet<(String, String)> {
 fn endpoints_and_endpointslices_list_the_ready_pods_of_a_service() {
     let dir = tempfile::tempdir().unwrap();
     let wharf = Wharf::start_isolated(&dir.path().join("data")).unwrap();
-    push(&wharf, "hello-http.wasm", "hello-http:latest");
+    wharf.push_sample("hello-http.wasm", "hello-http:latest");
     run(wharf
         .kubectl()
         .args(["apply", "-f"])

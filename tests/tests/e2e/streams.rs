@@ -10,30 +10,12 @@
 //! scripts/setup.sh) packed by scripts/oci-pack.py as `/busybox`.
 
 use std::io::Write;
-use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use wharf_e2e::{
-    Wharf, eventually, free_port, kubectl, kubectl_1_20, run, samples_out, until, workspace_root,
+    Wharf, busybox_archive, eventually, free_port, kubectl, kubectl_1_20, run, samples_out, until,
+    workspace_root,
 };
-
-const BUSYBOX: &str = "/usr/bin/busybox";
-
-/// The busybox image archive, packed into `dir`.
-fn busybox_archive(dir: &Path) -> std::path::PathBuf {
-    assert!(
-        Path::new(BUSYBOX).exists(),
-        "{BUSYBOX} is missing: run scripts/setup.sh (it installs busybox-static)"
-    );
-    let archive = dir.join("busybox.tar");
-    run(Command::new("python3")
-        .arg(workspace_root().join("scripts/oci-pack.py"))
-        .arg(BUSYBOX)
-        .arg(&archive)
-        .arg("wharf-busybox:latest"))
-    .unwrap();
-    archive
-}
 
 const SHELL_POD: &str = r#"
 apiVersion: v1

@@ -7,15 +7,6 @@ use std::time::Duration;
 use serde_json::Value;
 use wharf_e2e::{Wharf, eventually, run, samples_out, workspace_root};
 
-fn push(wharf: &Wharf, file: &str, name: &str) {
-    run(wharf
-        .cli()
-        .arg("push")
-        .arg(samples_out().join(file))
-        .args(["--name", name]))
-    .unwrap();
-}
-
 fn kubectl_json(wharf: &Wharf, args: &[&str]) -> Value {
     let out = run(wharf.kubectl().args(args).args(["-o", "json"])).unwrap();
     serde_json::from_str(&out).unwrap()
@@ -43,7 +34,7 @@ fn get(url: &str) -> Option<(u16, String)> {
 fn the_hello_http_sample_applied_with_kubectl_answers_through_the_gateway() {
     let dir = tempfile::tempdir().unwrap();
     let wharf = Wharf::start_isolated(&dir.path().join("data")).unwrap();
-    push(&wharf, "hello-http.wasm", "hello-http:latest");
+    wharf.push_sample("hello-http.wasm", "hello-http:latest");
     run(wharf
         .kubectl()
         .args(["apply", "-f"])
@@ -125,8 +116,8 @@ fn pod_status(wharf: &Wharf, name: &str) -> Value {
 fn job_pods_succeed_fail_with_the_guest_exit_code_and_restart_with_backoff() {
     let dir = tempfile::tempdir().unwrap();
     let wharf = Wharf::start_isolated(&dir.path().join("data")).unwrap();
-    push(&wharf, "hello-job.wasm", "hello-job:latest");
-    push(&wharf, "hello-job-p1.wasm", "hello-job-p1:latest");
+    wharf.push_sample("hello-job.wasm", "hello-job:latest");
+    wharf.push_sample("hello-job-p1.wasm", "hello-job-p1:latest");
     wharf.apply(&job("ok", "hello-job:latest", "Never", 0));
     wharf.apply(&job("ok-p1", "hello-job-p1:latest", "Never", 0));
     wharf.apply(&job("fails", "hello-job:latest", "Never", 3));
@@ -295,7 +286,7 @@ spec:
 fn ingress_routes_by_host_and_path_and_outgoing_http_follows_the_pod_policy() {
     let dir = tempfile::tempdir().unwrap();
     let wharf = Wharf::start_isolated(&dir.path().join("data")).unwrap();
-    push(&wharf, "hello-http.wasm", "hello-http:latest");
+    wharf.push_sample("hello-http.wasm", "hello-http:latest");
     wharf.apply(&function("shop", "from-shop", "allow"));
     wharf.apply(&function("api", "from-api", "deny"));
     wharf.apply(
