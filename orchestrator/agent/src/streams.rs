@@ -537,9 +537,7 @@ impl SpdyExec {
                 payload,
                 ..
             } => {
-                if spdy::stream_id(&payload).is_some()
-                    && spdy::stream_id(&payload) == self.streams.stdin
-                {
+                if spdy::stream_id(&payload).is_some_and(|id| Some(id) == self.streams.stdin) {
                     self.inputs.push_back(ClientMessage::CloseStdin);
                 }
             }

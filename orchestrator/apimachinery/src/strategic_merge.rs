@@ -63,7 +63,8 @@ pub enum PatchError {
 ///
 /// Lists of objects merge by a key chosen from the list's field name: `name` for
 /// `containers`, `initContainers`, `ephemeralContainers`, `volumes`, `env`,
-/// `imagePullSecrets` and `resourceClaims`; `ip` for `hostAliases`; `mountPath` for
+/// `imagePullSecrets`, `resourceClaims` and `schedulingGates`; `ip` for `hostAliases`,
+/// `podIPs` and `hostIPs`; `mountPath` for
 /// `volumeMounts`; `devicePath` for `volumeDevices`; `type` for `conditions`; `uid` for
 /// `ownerReferences`; `topologyKey` for `topologySpreadConstraints`; and for `ports`,
 /// `containerPort` when the elements have that field, otherwise `port`. Patch elements whose
@@ -118,8 +119,9 @@ fn list_strategy(field: &str, original: &[Value], patch: &[Value]) -> ListStrate
         | "volumes"
         | "env"
         | "imagePullSecrets"
-        | "resourceClaims" => ListStrategy::MergeByKey("name"),
-        "hostAliases" => ListStrategy::MergeByKey("ip"),
+        | "resourceClaims"
+        | "schedulingGates" => ListStrategy::MergeByKey("name"),
+        "hostAliases" | "podIPs" | "hostIPs" => ListStrategy::MergeByKey("ip"),
         "volumeMounts" => ListStrategy::MergeByKey("mountPath"),
         "volumeDevices" => ListStrategy::MergeByKey("devicePath"),
         "conditions" => ListStrategy::MergeByKey("type"),
@@ -546,6 +548,21 @@ mod tests {
         assert_eq!(
             apply(&json!("x"), &json!({})),
             Err(PatchError::OriginalNotAnObject { found: "a string" })
+        );
+    }
+
+    #[test]
+    fn scheduling_gates_and_pod_ips_merge_by_their_keys_as_in_kubernetes() {
+        let result = patched(
+            json!({"spec": {"schedulingGates": [{"name": "a"}]},
+                   "status": {"podIPs": [{"ip": "10.0.0.1"}]}}),
+            json!({"spec": {"schedulingGates": [{"name": "b"}]},
+                   "status": {"podIPs": [{"ip": "fd00::1"}]}}),
+        );
+        assert_eq!(
+            result,
+            json!({"spec": {"schedulingGates": [{"name": "a"}, {"name": "b"}]},
+                   "status": {"podIPs": [{"ip": "10.0.0.1"}, {"ip": "fd00::1"}]}})
         );
     }
 
