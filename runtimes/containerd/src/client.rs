@@ -105,8 +105,37 @@ impl Client {
         TasksClient::with_interceptor(self.channel.clone(), self.metadata.clone())
     }
 
-    fn leases(&self) -> LeasesClient<Service> {
+    pub(crate) fn leases(&self) -> LeasesClient<Service> {
         LeasesClient::with_interceptor(self.channel.clone(), self.metadata.clone())
+    }
+
+    /// Adds a resource that someone else may have created (a blob, a snapshot) to this
+    /// client's lease, so that garbage collection keeps it for as long as the lease lives even
+    /// if whoever created it goes away; nothing to do outside a lease. Call it before relying
+    /// on the resource's existence: a resource held and then found is safe to use.
+    pub(crate) async fn hold(&self, resource: Held<'_>) -> Result<(), RuntimeError> {
+        let Some(lease) = &self.metadata.lease else {
+            return Ok(());
+        };
+        let lease = lease
+            .to_str()
+            .map_err(|_| RuntimeError::Other("a lease id that is not ASCII".into()))?;
+        let (id, kind) = match resource {
+            Held::Content(digest) => (digest, "content".to_owned()),
+            Held::Snapshot { snapshotter, key } => (key, format!("snapshots/{snapshotter}")),
+        };
+        let request = api::AddResourceRequest {
+            id: lease.to_owned(),
+            resource: Some(api::Resource {
+                id: id.to_owned(),
+                r#type: kind,
+            }),
+        };
+        self.leases()
+            .add_resource(request)
+            .await
+            .map_err(|e| status_error("add a resource to a lease", e))?;
+        Ok(())
     }
 
     /// Runs `work` with a client whose requests all belong to a new lease, so that content and
@@ -144,6 +173,15 @@ impl Client {
         guard.release().await;
         result
     }
+}
+
+/// A resource a lease can hold (see [`Client::hold`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Held<'a> {
+    /// A blob of the content store, by digest.
+    Content(&'a str),
+    /// A snapshot, by its key (a committed snapshot's name).
+    Snapshot { snapshotter: &'a str, key: &'a str },
 }
 
 /// Deletes its lease when released, or from a background task if the work was cancelled.

@@ -31,7 +31,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use wharf_runtime::RuntimeError;
 
-use crate::client::{Client, is_already_exists, is_not_found, status_error, unique_suffix};
+use crate::client::{Client, Held, is_already_exists, is_not_found, status_error, unique_suffix};
 
 /// The snapshotter that holds unpacked images and container root file systems.
 pub(crate) const SNAPSHOTTER: &str = "overlayfs";
@@ -433,6 +433,19 @@ async fn snapshot_exists(client: &Client, key: &str) -> Result<bool, RuntimeErro
     }
 }
 
+/// Whether a committed snapshot exists; one that does is held in `client`'s lease. As for
+/// blobs (see [`BlobWriter::start`]), another unpack's snapshot may be held only by its lease,
+/// which may go before this image refers to the snapshot.
+async fn have_snapshot(client: &Client, key: &str) -> Result<bool, RuntimeError> {
+    client
+        .hold(Held::Snapshot {
+            snapshotter: SNAPSHOTTER,
+            key,
+        })
+        .await?;
+    snapshot_exists(client, key).await
+}
+
 /// Removes a snapshot, ignoring one that is already gone.
 pub(crate) async fn remove_snapshot(client: &Client, key: &str) -> Result<(), RuntimeError> {
     let request = RemoveSnapshotRequest {
@@ -458,7 +471,7 @@ pub(crate) async fn unpack(client: &Client, image: &ResolvedImage) -> Result<(),
         .iter()
         .zip(&image.config.rootfs.diff_ids);
     for (i, (layer, diff_id)) in layers.enumerate() {
-        if snapshot_exists(client, &chain[i]).await? {
+        if have_snapshot(client, &chain[i]).await? {
             continue;
         }
         let key = format!("wharf-extract-{}-{}", unique_suffix(), chain[i]);
@@ -745,6 +758,10 @@ impl BlobWriter {
         digest: &str,
         size: u64,
     ) -> Result<Option<BlobWriter>, RuntimeError> {
+        // A blob another import or pull wrote may be held only by that one's lease: if it
+        // fails and its lease goes, the blob would be collected before this image refers to
+        // it. Holding it first makes "it exists" stay true.
+        client.hold(Held::Content(digest)).await?;
         match client
             .content()
             .info(InfoRequest {
@@ -1105,6 +1122,99 @@ async fn create_image(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Runs containerd's garbage collector now: deleting a lease with `sync` waits for it.
+    async fn collect_garbage(client: &Client) {
+        use containerd_client::services::v1::{CreateRequest, DeleteRequest};
+        let id = format!("wharf-test-gc-{}", unique_suffix());
+        client
+            .leases()
+            .create(CreateRequest {
+                id: id.clone(),
+                labels: HashMap::new(),
+            })
+            .await
+            .unwrap();
+        client
+            .leases()
+            .delete(DeleteRequest { id, sync: true })
+            .await
+            .unwrap();
+    }
+
+    /// Two imports of images that share blobs and layers run at once: what the first wrote,
+    /// the second skips. If the first then fails, its lease goes and the garbage collector
+    /// runs before the second image refers to them: they must still be there for the second.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn blobs_and_snapshots_another_lease_wrote_stay_while_this_lease_relies_on_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let containerd = crate::ManagedContainerd::start(
+            Path::new("containerd"),
+            &dir.path().join("containerd"),
+        )
+        .await
+        .unwrap();
+        let client = Client::connect(containerd.socket(), "wharf-test")
+            .await
+            .unwrap();
+        let blob = Bytes::from_static(b"a layer two images share");
+        let digest = format!("sha256:{}", hex(&Sha256::digest(&blob)));
+        let size = blob.len() as u64;
+        let (client, digest, blob) = (&client, digest.as_str(), &blob);
+
+        let result = client
+            .with_lease("second", |second| async move {
+                let second = &second;
+                client
+                    .with_lease("first", |first| async move {
+                        let written = write_blob(&first, "first", digest, size, || async {
+                            Ok(tokio_stream::iter([Ok(blob.clone())]))
+                        })
+                        .await?;
+                        assert!(written);
+                        let active = "wharf-test-active";
+                        first
+                            .snapshots()
+                            .prepare(PrepareSnapshotRequest {
+                                snapshotter: SNAPSHOTTER.into(),
+                                key: active.into(),
+                                parent: String::new(),
+                                labels: HashMap::new(),
+                            })
+                            .await
+                            .unwrap();
+                        first
+                            .snapshots()
+                            .commit(CommitSnapshotRequest {
+                                snapshotter: SNAPSHOTTER.into(),
+                                name: "wharf-test-layer".into(),
+                                key: active.into(),
+                                labels: HashMap::new(),
+                            })
+                            .await
+                            .unwrap();
+                        // The second import finds both and skips them.
+                        let writer = BlobWriter::start(second, "second", digest, size).await?;
+                        assert!(writer.is_none(), "the blob is there already");
+                        assert!(have_snapshot(second, "wharf-test-layer").await?);
+                        Ok(())
+                    })
+                    .await?;
+                // The first import is gone with its lease.
+                collect_garbage(client).await;
+                let read = read_blob(second, digest).await;
+                assert_eq!(read.map_err(|e| e.code()), Ok(blob.to_vec()));
+                assert!(snapshot_exists(second, "wharf-test-layer").await?);
+                Ok(())
+            })
+            .await;
+        result.unwrap();
+        // Once the second lease goes too, nothing refers to them any more.
+        collect_garbage(client).await;
+        let read = read_blob(client, digest).await;
+        assert_eq!(read.map_err(|e| e.code()), Err(Code::NotFound));
+        assert!(!snapshot_exists(client, "wharf-test-layer").await.unwrap());
+    }
 
     #[test]
     fn chain_ids_follow_the_oci_definition() {

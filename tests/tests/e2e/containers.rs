@@ -731,10 +731,26 @@ fn bad_container_images_and_commands_are_clear_pod_conditions_and_the_node_goes_
         let (reason, message) = waiting(&wharf, "damaged-image");
         reason == "ErrImagePull" && message.contains("damaged:1") && message.contains("damaged")
     });
-    until("the missing command to be reported", 60, || {
+    // What the pod showed on the way. Its image shares every blob with the damaged one: a
+    // failed import of that must not take blobs away from this one's (an image error here).
+    let mut seen: Vec<String> = Vec::new();
+    let started = std::time::Instant::now();
+    loop {
         let (reason, message) = waiting(&wharf, "missing-command");
-        reason == "StartError" && message.contains("/no/such/binary")
-    });
+        if reason == "StartError" && message.contains("/no/such/binary") {
+            break;
+        }
+        assert_ne!(reason, "ErrImagePull", "{message}");
+        let shown = format!("{reason}: {message}");
+        if seen.last() != Some(&shown) {
+            seen.push(shown);
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "the missing command was not reported within 60 s; the pod showed {seen:#?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     // The node is unharmed: a good pod next to them runs.
     until("the good pod to run", 60, || {
         run(wharf
@@ -743,6 +759,11 @@ fn bad_container_images_and_commands_are_clear_pod_conditions_and_the_node_goes_
         .unwrap_or_default()
             == "Running"
     });
+    assert_eq!(
+        restart_count(&wharf, "good"),
+        0,
+        "the good pod started first time"
+    );
     let good_ip =
         run(wharf
             .kubectl()
