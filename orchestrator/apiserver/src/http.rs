@@ -22,6 +22,9 @@ use crate::registry::{DeleteOptions, ListOptions, Part, PatchType, WriteOptions}
 use crate::resources::{self, Resource};
 use crate::{ApiServer, discovery, nodemetrics, reviews, table, watch};
 
+/// The kinds whose DELETE answers with the deleted object rather than a Status, as their
+/// storage in kube-apiserver sets `ReturnDeletedObject`.
+const RETURNS_DELETED_OBJECT: &[&str] = &["Pod", "Service"];
 /// The largest request body accepted (Kubernetes' own limit is 3 MiB).
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 
@@ -568,8 +571,12 @@ async fn handle(
             let body = read_body(request).await?;
             let options = delete_options(&query, &body)?;
             let result = registry.delete(resource, namespace, name, &options).await?;
+            // As kube-apiserver answers: the object while it is still being deleted (held by
+            // finalizers, or a pod its node is stopping), and the deleted object itself for
+            // the kinds whose storage sets `ReturnDeletedObject` (the official clients decode
+            // a V1Pod from `delete_namespaced_pod`); a Status for the rest.
             if result.pointer("/metadata/deletionTimestamp").is_some()
-                && !crate::meta::finalizers(&result).is_empty()
+                || RETURNS_DELETED_OBJECT.contains(&resource.kind)
             {
                 return Ok(json_response(StatusCode::OK, &result));
             }

@@ -55,6 +55,9 @@ async fn deleting_a_pod_on_a_node_waits_for_its_agent_and_grace_zero_removes_it(
     t.create(PODS, &bound).await;
     let (code, marked) = t.delete(&format!("{PODS}/running"), None).await;
     assert_eq!(code, StatusCode::OK, "{marked}");
+    // The answer is the pod being deleted, as kube-apiserver gives it (not a Status).
+    assert_eq!(marked["kind"], "Pod", "{marked}");
+    assert!(marked["metadata"]["deletionTimestamp"].is_string());
     let (code, terminating) = t.get(&format!("{PODS}/running")).await;
     assert_eq!(
         code,
@@ -63,20 +66,23 @@ async fn deleting_a_pod_on_a_node_waits_for_its_agent_and_grace_zero_removes_it(
     );
     assert!(terminating["metadata"]["deletionTimestamp"].is_string());
     assert_eq!(terminating["metadata"]["deletionGracePeriodSeconds"], 30);
-    let (code, _) = t
+    let (code, removed) = t
         .delete(
             &format!("{PODS}/running"),
             Some(&json!({"gracePeriodSeconds": 0})),
         )
         .await;
     assert_eq!(code, StatusCode::OK);
+    assert_eq!(removed["kind"], "Pod", "pods answer with the deleted pod");
+    assert_eq!(removed["metadata"]["name"], "running");
     assert_eq!(
         t.get(&format!("{PODS}/running")).await.0,
         StatusCode::NOT_FOUND
     );
     // A pod no node runs is deleted at once.
     t.create(PODS, &pod("pending")).await;
-    t.delete(&format!("{PODS}/pending"), None).await;
+    let (_, removed) = t.delete(&format!("{PODS}/pending"), None).await;
+    assert_eq!(removed["kind"], "Pod", "{removed}");
     assert_eq!(
         t.get(&format!("{PODS}/pending")).await.0,
         StatusCode::NOT_FOUND
