@@ -1,8 +1,8 @@
 """The official Python `kubernetes` client with workloads against a running Wharf (KUBECONFIG
 points at it; `hello-job:latest` is pushed): create a Deployment, list its pods, watch them
 come up, patch (strategic merge and JSON merge), scale through the scale subresource, read a
-container's logs, delete with foreground propagation, and get Kubernetes' errors for what is
-missing or unknown. Exits non-zero with a message on the first broken promise.
+container's logs, delete with foreground propagation, attach to a pod's stdin and output, and
+get Kubernetes' errors for what is missing or unknown. Exits non-zero with a message on the first broken promise.
 """
 import sys
 import time
@@ -156,6 +156,56 @@ wait(
     30,
     lambda: not v1.list_namespaced_pod(NS, label_selector="app=py-work").items,
 )
+
+# Attach (the client's WebSocket stream): a pod whose stdin is open gets what the client writes,
+# and its output comes back.
+from kubernetes.stream import stream as ws_stream
+
+echo = client.V1Pod(
+    metadata=client.V1ObjectMeta(name="py-attach"),
+    spec=client.V1PodSpec(
+        termination_grace_period_seconds=1,
+        containers=[
+            client.V1Container(
+                name="echo",
+                image="hello-job:latest",
+                stdin=True,
+                env=[client.V1EnvVar(name="ECHO_STDIN", value="1")],
+            )
+        ],
+    ),
+)
+v1.create_namespaced_pod(NS, echo)
+wait(
+    "the attach pod running",
+    60,
+    lambda: v1.read_namespaced_pod("py-attach", NS).status.phase == "Running",
+)
+attached = ws_stream(
+    v1.connect_get_namespaced_pod_attach,
+    "py-attach",
+    NS,
+    container="echo",
+    stdin=True,
+    stdout=True,
+    stderr=True,
+    tty=False,
+    _preload_content=False,
+)
+seen = ""
+deadline = time.time() + 30
+while "FROM PYTHON" not in seen and time.time() < deadline:
+    attached.write_stdin("from python\n")
+    attached.update(timeout=1)
+    if attached.peek_stdout():
+        seen += attached.read_stdout()
+attached.close()
+check("FROM PYTHON" in seen, f"attach echoed {seen!r}")
+check(
+    v1.read_namespaced_pod("py-attach", NS).status.phase == "Running",
+    "the pod runs on after the client detaches",
+)
+v1.delete_namespaced_pod("py-attach", NS)
 
 # Kubernetes' errors for what is not there.
 try:

@@ -33,6 +33,10 @@ pub fn router(agent: Arc<Agent>) -> Router {
             get(crate::streams::exec).post(crate::streams::exec),
         )
         .route(
+            "/attach/{namespace}/{pod}/{container}",
+            get(crate::streams::attach).post(crate::streams::attach),
+        )
+        .route(
             "/portForward/{namespace}/{pod}",
             get(crate::streams::port_forward).post(crate::streams::port_forward),
         )

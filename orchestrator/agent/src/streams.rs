@@ -144,10 +144,14 @@ pub fn outcome_status(outcome: &Result<i32, String>) -> Value {
     }
 }
 
-/// The options of an exec request, from its query (`command` repeats, one per argument).
+/// The options of an exec or attach request, from its query (`command` repeats, one per
+/// argument).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ExecOptions {
-    /// The argv.
+    /// Whether this attaches to the container's own process (`pods/attach`) rather than
+    /// running a new command.
+    pub attach: bool,
+    /// The argv (exec only).
     pub command: Vec<String>,
     /// Whether the client sends stdin.
     pub stdin: bool,
@@ -170,6 +174,7 @@ impl ExecOptions {
                 .is_some_and(|(_, v)| v == "1" || v.eq_ignore_ascii_case("true"))
         };
         ExecOptions {
+            attach: false,
             command: pairs
                 .iter()
                 .filter(|(key, _)| key == "command")
@@ -239,6 +244,34 @@ pub async fn exec(
     request: Request,
 ) -> Response {
     let options = ExecOptions::from_query(&query);
+    streams(agent, (namespace, pod, container), options, request).await
+}
+
+/// `/attach/NAMESPACE/POD/CONTAINER?...`: as [`exec`], connected to the container's own
+/// process (its stdin, if the pod spec gives it one, its output from now on and its terminal)
+/// instead of a new command. The session ends when the container exits or the client
+/// detaches; the container runs on.
+pub async fn attach(
+    State(agent): State<Arc<Agent>>,
+    UrlPath((namespace, pod, container)): UrlPath<(String, String, String)>,
+    Query(query): Query<Vec<(String, String)>>,
+    request: Request,
+) -> Response {
+    let options = ExecOptions {
+        attach: true,
+        command: Vec::new(),
+        ..ExecOptions::from_query(&query)
+    };
+    streams(agent, (namespace, pod, container), options, request).await
+}
+
+/// Upgrades an exec or attach request and runs its session.
+async fn streams(
+    agent: Arc<Agent>,
+    (namespace, pod, container): (String, String, String),
+    options: ExecOptions,
+    request: Request,
+) -> Response {
     let target = move || running_container(&agent, &namespace, &pod, &container);
     if is_spdy(request.headers()) {
         return spdy_upgrade(request, PROTOCOL_V4, move |connection| async move {
@@ -360,6 +393,10 @@ async fn run_exec(
     options: &ExecOptions,
 ) -> Option<Result<i32, String>> {
     let started = match target {
+        Ok((runtime, id)) if options.attach => runtime
+            .attach(&id, options.stdin)
+            .await
+            .map_err(|e| e.to_string()),
         Ok((runtime, id)) => {
             let mut request = ExecRequest::new(options.command.clone(), std::time::Duration::MAX);
             request.stdin = options.stdin;
@@ -372,6 +409,11 @@ async fn run_exec(
         Err(message) => Err(message),
     };
     match started {
+        // An attach ends well whatever the container's exit code, as the kubelet's does:
+        // `kubectl run` reads the code from the pod.
+        Ok(session) if options.attach => pump(io, session, options)
+            .await
+            .map(|outcome| outcome.map(|_| 0)),
         Ok(exec) => pump(io, exec, options).await,
         Err(message) => Some(Err(message)),
     }
@@ -395,6 +437,11 @@ impl ExecIo for WebSocket {
         loop {
             match self.recv().await {
                 Some(Ok(Message::Binary(data))) => return Some(parse_client_message(&data)),
+                // The Python client sends text frames; the kubelet reads a frame's bytes
+                // whatever its type, and so does this.
+                Some(Ok(Message::Text(text))) => {
+                    return Some(parse_client_message(&Bytes::from(text)));
+                }
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return None,
                 Some(Ok(_)) => {}
             }

@@ -29,7 +29,7 @@ use wharf_apiserver::registry::{DeleteOptions, Part, PatchType};
 use wharf_apiserver::resources;
 use wharf_runtime::{
     ContainerConfig, ContainerState, ExecRequest, Exit, HttpHandler, Mount, Runtime, RuntimeError,
-    Signal,
+    Signal, Stdio,
 };
 
 use crate::Agent;
@@ -967,5 +967,10 @@ async fn container_config(
             .join(format!("{}.log", view.restart_count)),
         allow_outgoing_http: annotations["wharf.dev/outgoing-http"] != "deny",
         request_timeout,
+        stdio: Stdio {
+            stdin: container["stdin"].as_bool() == Some(true),
+            stdin_once: container["stdinOnce"].as_bool() == Some(true),
+            tty: container["tty"].as_bool() == Some(true),
+        },
     })
 }

@@ -1,14 +1,14 @@
-//! `pods/exec` and `pods/portforward` (and the refusal of `pods/attach`): the API server finds
-//! the pod's node and hands the client's WebSocket upgrade to that node's agent
-//! (`/exec/NAMESPACE/POD/CONTAINER`, `/portForward/NAMESPACE/POD`), as kube-apiserver does
+//! `pods/exec`, `pods/attach` and `pods/portforward`: the API server finds the pod's node and
+//! hands the client's upgrade to that node's agent (`/exec/NAMESPACE/POD/CONTAINER`,
+//! `/attach/NAMESPACE/POD/CONTAINER`, `/portForward/NAMESPACE/POD`), as kube-apiserver does
 //! with the kubelet. The upgrade is proxied, not terminated: the agent answers the handshake
-//! (choosing `v5.channel.k8s.io` or `v4.channel.k8s.io` for exec,
+//! (choosing `v5.channel.k8s.io` or `v4.channel.k8s.io` for exec and attach,
 //! `SPDY/3.1+portforward.k8s.io` for port forwarding), and once both sides have switched
 //! protocols the bytes flow through unchanged, so the API server knows neither protocol.
 //!
 //! Both upgrades kubectl knows are proxied: WebSocket (`GET`, kubectl from 1.30 for exec and
-//! from 1.31 for port forwarding) and SPDY/3.1 (`POST`, every older kubectl, and the newer
-//! ones' fallback), whose stream protocol is named in `X-Stream-Protocol-Version`.
+//! attach, from 1.31 for port forwarding) and SPDY/3.1 (`POST`, every older kubectl, and the
+//! newer ones' fallback), whose stream protocol is named in `X-Stream-Protocol-Version`.
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -64,8 +64,7 @@ fn container_of(pod: &Value, query: &Query) -> Result<String, ApiError> {
     })
 }
 
-/// Serves `pods/exec`, `pods/portforward` and `pods/attach` (refused) of pod
-/// `namespace/name`.
+/// Serves `pods/exec`, `pods/attach` and `pods/portforward` of pod `namespace/name`.
 pub async fn serve(
     registry: &Registry,
     namespace: &str,
@@ -74,11 +73,6 @@ pub async fn serve(
     query: &Query,
     mut request: Request,
 ) -> Result<Response, ApiError> {
-    if subresource == "attach" {
-        return Err(ApiError::BadRequest(
-            "attach is not supported by Wharf: use `kubectl exec` or `kubectl logs -f`".into(),
-        ));
-    }
     if !is_stream_upgrade(request.method(), request.headers()) {
         return Err(ApiError::BadRequest(format!(
             "{subresource} needs a connection upgrade to WebSocket or SPDY/3.1"
@@ -88,9 +82,9 @@ pub async fn serve(
     let pod = registry.get(pods, Some(namespace), name).await?;
     // The agent's endpoint, as the kubelet names them.
     let agent_path = match subresource {
-        "exec" => {
+        "exec" | "attach" => {
             let container = container_of(&pod, query)?;
-            format!("/exec/{namespace}/{name}/{container}")
+            format!("/{subresource}/{namespace}/{name}/{container}")
         }
         _ => format!("/portForward/{namespace}/{name}"),
     };
@@ -104,7 +98,7 @@ pub async fn serve(
         ApiError::Unavailable(format!("cannot reach the agent of node {node_name}: {e}"))
     };
 
-    // The agent gets the same query (exec: the command, the streams, tty).
+    // The agent gets the same query (exec: the command; exec and attach: the streams, tty).
     let path = match request.uri().query() {
         Some(q) => format!("{agent_path}?{q}"),
         None => agent_path,

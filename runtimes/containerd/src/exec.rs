@@ -13,6 +13,8 @@
 //! closes stdin), a terminal when asked for (one output, resized with `ResizePty`), and a
 //! supervising task that waits for the process, lets its output drain, deletes it and
 //! reports the exit code — or kills it when the caller drops the session.
+//!
+//! [`TaskProcess`] and [`follow_resizes`] serve attach too, for the task's init process.
 
 use std::path::Path;
 use std::time::Duration;
@@ -63,7 +65,7 @@ pub(crate) async fn exec(
         ));
     }
     let deadline = Instant::now() + request.timeout;
-    let process = ExecProcess {
+    let process = TaskProcess {
         client,
         container_id: id.to_owned(),
         exec_id: format!("exec-{}", unique_suffix()),
@@ -123,7 +125,7 @@ pub(crate) async fn exec_stream(
             "exec needs a command, and none was given".into(),
         ));
     }
-    let process = ExecProcess {
+    let process = TaskProcess {
         client,
         container_id: id.to_owned(),
         exec_id: format!("exec-{}", unique_suffix()),
@@ -189,14 +191,14 @@ pub(crate) async fn exec_stream(
 
 /// How many chunks of a stream may wait between the FIFO and the session's reader (or
 /// writer): enough to keep the pipe flowing, few enough to push back on a fast producer.
-const STREAM_CHUNKS: usize = 16;
+pub(crate) const STREAM_CHUNKS: usize = 16;
 
 /// Writes what the session sends to the process's stdin, and closes its stdin when the
 /// session closes the sender.
 async fn feed_stdin(
     mut pipe: pipe::Sender,
     mut chunks: mpsc::Receiver<Bytes>,
-    process: ExecProcess,
+    process: TaskProcess,
 ) {
     while let Some(chunk) = chunks.recv().await {
         if pipe.write_all(&chunk).await.is_err() {
@@ -208,7 +210,7 @@ async fn feed_stdin(
 }
 
 /// Passes the session's terminal sizes on to the process's terminal.
-async fn follow_resizes(mut sizes: mpsc::Receiver<TerminalSize>, process: ExecProcess) {
+pub(crate) async fn follow_resizes(mut sizes: mpsc::Receiver<TerminalSize>, process: TaskProcess) {
     while let Some(size) = sizes.recv().await {
         process.resize(size).await;
     }
@@ -219,7 +221,7 @@ async fn follow_resizes(mut sizes: mpsc::Receiver<TerminalSize>, process: ExecPr
 /// [`OUTPUT_GRACE`] after it ended while nothing arrives), removes the FIFOs and reports the
 /// exit code.
 async fn supervise(
-    process: ExecProcess,
+    process: TaskProcess,
     fifos: Fifos,
     mut exit: oneshot::Sender<Result<i32, RuntimeError>>,
     stop: watch::Sender<bool>,
@@ -257,15 +259,30 @@ async fn supervise(
     let _ = exit.send(ended);
 }
 
-/// One exec process of a container's task, by its ids.
+/// One process of a container's task, by its ids: an exec process, or, with an empty exec
+/// id, the task's init process (the container's own, which attach talks to).
 #[derive(Clone)]
-struct ExecProcess {
+pub(crate) struct TaskProcess {
     client: Client,
     container_id: String,
     exec_id: String,
 }
 
-impl ExecProcess {
+impl TaskProcess {
+    /// The init process of container `id`'s task.
+    pub(crate) fn init(client: Client, id: &str) -> TaskProcess {
+        TaskProcess {
+            client,
+            container_id: id.to_owned(),
+            exec_id: String::new(),
+        }
+    }
+
+    /// The id of the container whose task this process is part of.
+    pub(crate) fn container_id(&self) -> &str {
+        &self.container_id
+    }
+
     /// Adds the process to the task, starts it and waits for its exit code.
     async fn run(&self, fifos: &Fifos, request: &ExecRequest) -> Result<i32, RuntimeError> {
         self.start(fifos, request).await?;
@@ -338,7 +355,7 @@ impl ExecProcess {
     /// Closes the process's stdin: the shim holds the stdin FIFO open for writing itself
     /// (so that the process does not see an end when a client reconnects), and only
     /// `CloseIO` makes it let go.
-    async fn close_stdin(&self) {
+    pub(crate) async fn close_stdin(&self) {
         let request = CloseIoRequest {
             container_id: self.container_id.clone(),
             exec_id: self.exec_id.clone(),
@@ -347,12 +364,17 @@ impl ExecProcess {
         if let Err(e) = self.client.tasks().close_io(request).await
             && !is_not_found(&e)
         {
-            tracing::debug!(exec = %self.exec_id, error = %e, "cannot close an exec's stdin");
+            tracing::debug!(
+                container = %self.container_id,
+                exec = %self.exec_id,
+                error = %e,
+                "cannot close a process's stdin",
+            );
         }
     }
 
     /// Sets the size of the process's terminal.
-    async fn resize(&self, size: TerminalSize) {
+    pub(crate) async fn resize(&self, size: TerminalSize) {
         let request = ResizePtyRequest {
             container_id: self.container_id.clone(),
             exec_id: self.exec_id.clone(),
@@ -360,7 +382,12 @@ impl ExecProcess {
             height: size.height.into(),
         };
         if let Err(e) = self.client.tasks().resize_pty(request).await {
-            tracing::debug!(exec = %self.exec_id, error = %e, "cannot resize an exec's terminal");
+            tracing::debug!(
+                container = %self.container_id,
+                exec = %self.exec_id,
+                error = %e,
+                "cannot resize a process's terminal",
+            );
         }
     }
 

@@ -1,9 +1,15 @@
-//! A container's stdout and stderr: two FIFOs that containerd's shim writes to, read here into
-//! the container's CRI log file.
+//! A container's stdio: FIFOs in the runtime's state directory that containerd's shim writes
+//! the container's stdout and stderr to, read here into the container's CRI log file, and,
+//! for a container with a stdin (`stdin` of its [`Stdio`](wharf_runtime::Stdio)), a FIFO
+//! the shim reads the container's stdin from, which attached clients write to. A container on
+//! a terminal (`tty`) has one output: the shim copies the terminal's output to the stdout
+//! FIFO, and the stderr FIFO stays unused.
 //!
 //! The FIFOs live in the runtime's state directory, one directory per container, and outlive
 //! this process: the shim keeps writing to them while the agent restarts, and a restarted
-//! agent opens them again to go on reading.
+//! agent opens them again to go on reading, and to write to the stdin FIFO
+//! ([`Fifos::open_stdin`]). The stdin FIFO is removed once the container's stdin is closed
+//! for good (`stdinOnce`), so that a restarted agent knows it is.
 //!
 //! Exec'd processes get FIFOs of their own beside the container's, whose output is captured
 //! into memory up to a limit ([`Fifos::capture`]) instead of going to the log, or, for an
@@ -62,18 +68,38 @@ impl Fifos {
         Ok(())
     }
 
-    /// The stdin FIFO of an interactive exec, beside its output FIFOs.
+    /// The stdin FIFO of a container or an interactive exec, beside its output FIFOs.
     pub(crate) fn stdin(&self) -> PathBuf {
         self.dir.join("stdin")
     }
 
-    /// Makes the stdin FIFO (after [`Fifos::create`]) and opens it for writing. It is opened
-    /// read-write, which Linux allows for a FIFO, so that the open neither fails nor waits
-    /// before the shim has opened it for reading.
+    /// Makes the stdin FIFO (after [`Fifos::create`], replacing one left from an earlier
+    /// container of the same id) and opens it for writing, as [`Fifos::open_stdin`] does.
     pub(crate) fn create_stdin(&self) -> std::io::Result<pipe::Sender> {
         let path = self.stdin();
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
         mkfifoat(CWD, &path, Mode::from_raw_mode(0o600))?;
-        pipe::OpenOptions::new().read_write(true).open_sender(&path)
+        open_for_writing(&path)
+    }
+
+    /// Opens an existing stdin FIFO for writing again (after an agent restart); `None` when
+    /// there is none (the container has no stdin, or it was closed for good and removed).
+    pub(crate) fn open_stdin(&self) -> std::io::Result<Option<pipe::Sender>> {
+        match open_for_writing(&self.stdin()) {
+            Ok(sender) => Ok(Some(sender)),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes the stdin FIFO's name (whoever has it open keeps it): the mark of a stdin
+    /// that is closed for good.
+    pub(crate) fn remove_stdin(&self) {
+        let _ = std::fs::remove_file(self.stdin());
     }
 
     /// Opens the stdout FIFO, and the stderr FIFO unless `with_stderr` is false (a terminal
@@ -95,20 +121,29 @@ impl Fifos {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 
-    /// Opens both FIFOs for reading and copies what arrives into the log until every writer
-    /// has closed them (the container and its shim are gone). The returned task ends then;
-    /// aborting it stops reading.
+    /// Opens the output FIFOs for reading — stdout, and stderr unless `with_stderr` is false
+    /// (a terminal has one output, and nothing ever opens the stderr FIFO then) — and copies
+    /// what arrives into the log until every writer has closed them (the container and its
+    /// shim are gone). The returned task ends then; aborting it stops reading.
     ///
     /// The FIFOs are opened without blocking, before the shim opens them for writing: a FIFO
     /// that no writer has opened yet is not at its end, so reading waits for the shim.
-    pub(crate) fn copy_to_log(&self, log: &Arc<LogFile>) -> std::io::Result<JoinHandle<()>> {
-        let stdout = pipe::OpenOptions::new().open_receiver(&self.stdout)?;
-        let stderr = pipe::OpenOptions::new().open_receiver(&self.stderr)?;
+    pub(crate) fn copy_to_log(
+        &self,
+        log: &Arc<LogFile>,
+        with_stderr: bool,
+    ) -> std::io::Result<JoinHandle<()>> {
+        let (stdout, stderr) = self.open_outputs(with_stderr)?;
         let out = copy(stdout, log.writer(Stream::Stdout));
-        let err = copy(stderr, log.writer(Stream::Stderr));
+        let err = stderr.map(|stderr| copy(stderr, log.writer(Stream::Stderr)));
         // One task for both, so that aborting it closes both FIFOs.
         Ok(tokio::spawn(async move {
-            tokio::join!(out, err);
+            match err {
+                Some(err) => {
+                    tokio::join!(out, err);
+                }
+                None => out.await,
+            }
         }))
     }
 
@@ -229,6 +264,13 @@ pub(crate) async fn stream(
             }
         }
     }
+}
+
+/// Opens a FIFO for writing. It is opened read-write, which Linux allows for a FIFO, so that
+/// the open neither fails nor waits before the shim has opened it for reading (and writes
+/// never fail for want of a reader: whoever writes must stop when the reader is gone).
+fn open_for_writing(path: &Path) -> std::io::Result<pipe::Sender> {
+    pipe::OpenOptions::new().read_write(true).open_sender(path)
 }
 
 async fn copy(mut from: pipe::Receiver, mut to: wharf_runtime::logs::LogWriter) {

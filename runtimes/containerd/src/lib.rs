@@ -8,11 +8,15 @@
 //! - `create` builds the OCI runtime spec (module `spec`), a writable snapshot on top of the
 //!   image for the root file system, and the container record; `start` creates and starts the
 //!   task (runc through containerd's `io.containerd.runc.v2` shim) with stdout and stderr on
-//!   FIFOs copied into the CRI log file (module `io`).
+//!   FIFOs copied into the CRI log file (module `io`). A container with `stdin` also gets a
+//!   stdin FIFO, whose write end the runtime keeps while it runs; one with `tty` runs on a
+//!   terminal, whose output the shim writes to the stdout FIFO.
 //! - `exec` runs a command as an exec process of the container's task, with the container's
 //!   process settings and its output captured in memory (module `exec`); `exec_stream` runs
 //!   one interactively, its stdin, stdout and stderr (or terminal) on FIFOs streamed to and
 //!   from the caller.
+//! - `attach` connects a caller to a running container's own stdio (module `attach`): the
+//!   output as it reaches the log, the shared stdin FIFO, and `ResizePty` for its terminal.
 //! - A task per running container is watched: its exit becomes an [`Exit`] (137 for SIGKILL,
 //!   143 for SIGTERM, `OOMKilled` when the cgroup's OOM killer struck), the task is deleted at
 //!   once so its shim goes away, and the exit is recorded on the container record, so that an
@@ -26,6 +30,7 @@
 //!
 //! [`ManagedContainerd`] starts a private containerd (`wharf up --containerd managed`, tests).
 
+mod attach;
 mod client;
 mod exec;
 mod image;
@@ -56,10 +61,12 @@ use tokio::task::JoinHandle;
 use wharf_runtime::logs::LogFile;
 use wharf_runtime::{
     ContainerConfig, ContainerState, ContainerStats, ExecOutput, ExecRequest, ExecSession, Exit,
-    HttpHandler, Lifecycle, Runtime, RuntimeError, Signal,
+    HttpHandler, Lifecycle, Runtime, RuntimeError, Signal, Stdio,
 };
 
+use crate::attach::{SharedStdin, TaskStreams};
 use crate::client::{Client, is_already_exists, is_not_found, status_error};
+use crate::exec::TaskProcess;
 use crate::image::{ResolvedImage, SNAPSHOTTER};
 use crate::io::Fifos;
 pub use crate::managed::ManagedContainerd;
@@ -70,10 +77,12 @@ const RUNC_SHIM: &str = "io.containerd.runc.v2";
 const RUNC_OPTIONS_TYPE: &str = "containerd.runc.v1.Options";
 /// The type containerd stores an OCI runtime spec as.
 const SPEC_TYPE: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
-/// Container labels: which containers are Wharf's, where their log goes, how they ended.
+/// Container labels: which containers are Wharf's, where their log goes, how they ended, and
+/// their stdin and terminal (see [`format_stdio`]).
 const LABEL_MANAGED: &str = "io.wharf.managed";
 const LABEL_LOG_PATH: &str = "io.wharf.log-path";
 const LABEL_EXIT: &str = "io.wharf.exit";
+const LABEL_STDIO: &str = "io.wharf.stdio";
 /// How long a readiness check waits for containerd's answer.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -122,6 +131,33 @@ struct Container {
     life: watch::Sender<Lifecycle>,
     log_path: PathBuf,
     cgroups_path: String,
+    /// Its own stdin and terminal, as created.
+    stdio: Stdio,
+    /// What [`Runtime::attach`] connects to, from its task's start until its exit.
+    streams: Option<TaskStreams>,
+}
+
+impl Container {
+    /// `InvalidState` for `operation` unless the container runs.
+    fn check_running(&self, id: &str, operation: &'static str) -> Result<(), RuntimeError> {
+        match self.life.borrow().state() {
+            ContainerState::Running => Ok(()),
+            state => Err(RuntimeError::InvalidState {
+                id: id.to_owned(),
+                state: state.name(),
+                operation,
+            }),
+        }
+    }
+}
+
+/// The containers of a runtime, shared with the tasks that watch them.
+type Containers = Arc<Mutex<HashMap<String, Container>>>;
+
+fn lock_containers(
+    containers: &Containers,
+) -> std::sync::MutexGuard<'_, HashMap<String, Container>> {
+    containers.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The containerd runtime of a node.
@@ -130,7 +166,7 @@ pub struct ContainerdRuntime {
     config: ContainerdConfig,
     version: String,
     images: Mutex<HashMap<String, ResolvedImage>>,
-    containers: Arc<Mutex<HashMap<String, Container>>>,
+    containers: Containers,
 }
 
 impl std::fmt::Debug for ContainerdRuntime {
@@ -242,7 +278,7 @@ impl ContainerdRuntime {
     }
 
     fn lock_containers(&self) -> std::sync::MutexGuard<'_, HashMap<String, Container>> {
-        self.containers.lock().unwrap_or_else(|e| e.into_inner())
+        lock_containers(&self.containers)
     }
 
     fn with_container<R>(
@@ -259,37 +295,50 @@ impl ContainerdRuntime {
 
     /// `NotFound` or `InvalidState` unless container `id` runs: what an exec needs.
     fn check_running_for_exec(&self, id: &str) -> Result<(), RuntimeError> {
-        self.with_container(id, |container| match container.life.borrow().state() {
-            ContainerState::Running => Ok(()),
-            state => Err(RuntimeError::InvalidState {
-                id: id.to_owned(),
-                state: state.name(),
-                operation: "exec",
-            }),
-        })
+        self.with_container(id, |container| container.check_running(id, "exec"))
     }
 
-    /// Creates and starts the task of a container whose lifecycle is already Running.
-    async fn start_task(&self, id: &str, log_path: &Path) -> Result<JoinHandle<()>, RuntimeError> {
+    /// Creates and starts the task of a container whose lifecycle is already Running; returns
+    /// the task copying its output into the log and what attached clients connect to.
+    async fn start_task(
+        &self,
+        id: &str,
+        log_path: &Path,
+        stdio: Stdio,
+    ) -> Result<(JoinHandle<()>, TaskStreams), RuntimeError> {
         let log = LogFile::open(log_path)
             .map_err(|e| RuntimeError::StartFailed(format!("cannot open the log: {e}")))?;
         let fifos = Fifos::at(&self.fifo_root(), id);
-        fifos
+        let stdin = fifos
             .create()
-            .map_err(|e| RuntimeError::StartFailed(format!("cannot make the output FIFOs: {e}")))?;
-        let copier = fifos
-            .copy_to_log(&log)
-            .map_err(|e| RuntimeError::StartFailed(format!("cannot open the output FIFOs: {e}")))?;
-        let started = self.create_and_start_task(id, &fifos).await;
+            .and_then(|()| stdio.stdin.then(|| fifos.create_stdin()).transpose())
+            .map_err(|e| {
+                fifos.remove();
+                RuntimeError::StartFailed(format!("cannot make the FIFOs: {e}"))
+            })?;
+        let copier = fifos.copy_to_log(&log, !stdio.tty).map_err(|e| {
+            fifos.remove();
+            RuntimeError::StartFailed(format!("cannot open the output FIFOs: {e}"))
+        })?;
+        let started = self.create_and_start_task(id, &fifos, stdio).await;
         if let Err(e) = started {
             copier.abort();
             fifos.remove();
             return Err(e);
         }
-        Ok(copier)
+        let process = TaskProcess::init(self.client.clone(), id);
+        let stdin = stdin.map(|pipe| SharedStdin::new(pipe, stdio.stdin_once, fifos, process));
+        Ok((copier, TaskStreams { log, stdin }))
     }
 
-    async fn create_and_start_task(&self, id: &str, fifos: &Fifos) -> Result<(), RuntimeError> {
+    /// Creates the task — on a terminal with `stdio.tty` (one output, on the stdout FIFO),
+    /// reading the stdin FIFO with `stdio.stdin` — and starts it.
+    async fn create_and_start_task(
+        &self,
+        id: &str,
+        fifos: &Fifos,
+        stdio: Stdio,
+    ) -> Result<(), RuntimeError> {
         let mounts = self
             .client
             .snapshots()
@@ -304,8 +353,16 @@ impl ContainerdRuntime {
         let request = CreateTaskRequest {
             container_id: id.to_owned(),
             rootfs: mounts,
+            stdin: match stdio.stdin {
+                true => fifos.stdin().display().to_string(),
+                false => String::new(),
+            },
             stdout: fifos.stdout.display().to_string(),
-            stderr: fifos.stderr.display().to_string(),
+            stderr: match stdio.tty {
+                true => String::new(),
+                false => fifos.stderr.display().to_string(),
+            },
+            terminal: stdio.tty,
             options: Some(self.runc_options()),
             ..Default::default()
         };
@@ -346,6 +403,11 @@ impl ContainerdRuntime {
                 .get(LABEL_LOG_PATH)
                 .map(PathBuf::from)
                 .unwrap_or_default();
+            let stdio = record
+                .labels
+                .get(LABEL_STDIO)
+                .map(|label| parse_stdio(label))
+                .unwrap_or_default();
             let mut life = Lifecycle::new(&id);
             let task = self
                 .client
@@ -371,39 +433,73 @@ impl ContainerdRuntime {
             }
             let cgroups_path = self.cgroups_path(&id);
             let (sender, _) = watch::channel(life);
-            if running {
-                // The shim still has the FIFOs open for writing; reading them again picks up
-                // the output where the previous agent left it.
-                let fifos = Fifos::at(&self.fifo_root(), &id);
-                let copier = match LogFile::open(&log_path).and_then(|log| fifos.copy_to_log(&log))
-                {
-                    Ok(copier) => Some(copier),
-                    Err(e) => {
-                        tracing::warn!(container = %id, error = %e, "cannot read the output again");
-                        None
-                    }
-                };
-                spawn_exit_watcher(
-                    self.client.clone(),
-                    id.clone(),
-                    sender.clone(),
-                    copier,
-                    fifos,
-                    cgroups_path.clone(),
-                );
-            }
+            let (copier, streams) = match running {
+                true => self.reopen_streams(&id, &log_path, stdio),
+                false => (None, None),
+            };
             let state = sender.borrow().state().name();
             tracing::info!(container = %id, state, "re-attached to a container");
             self.lock_containers().insert(
-                id,
+                id.clone(),
                 Container {
-                    life: sender,
+                    life: sender.clone(),
                     log_path,
-                    cgroups_path,
+                    cgroups_path: cgroups_path.clone(),
+                    stdio,
+                    streams,
                 },
             );
+            if running {
+                spawn_exit_watcher(
+                    self.client.clone(),
+                    id.clone(),
+                    self.containers.clone(),
+                    sender,
+                    copier,
+                    Fifos::at(&self.fifo_root(), &id),
+                    cgroups_path,
+                );
+            }
         }
         Ok(())
+    }
+
+    /// Opens a running container's FIFOs again after a restart. The shim still has the
+    /// output FIFOs open for writing, and reading them again picks up the output where the
+    /// previous agent left it; the stdin FIFO, unless closed for good, is opened for writing
+    /// again. Returns the task copying the output into the log and what attached clients
+    /// connect to, or `None`s (logged) when the FIFOs or the log cannot be opened.
+    fn reopen_streams(
+        &self,
+        id: &str,
+        log_path: &Path,
+        stdio: Stdio,
+    ) -> (Option<JoinHandle<()>>, Option<TaskStreams>) {
+        let fifos = Fifos::at(&self.fifo_root(), id);
+        let log = match LogFile::open(log_path) {
+            Ok(log) => log,
+            Err(e) => {
+                tracing::warn!(container = %id, error = %e, "cannot open the log again");
+                return (None, None);
+            }
+        };
+        let copier = match fifos.copy_to_log(&log, !stdio.tty) {
+            Ok(copier) => copier,
+            Err(e) => {
+                tracing::warn!(container = %id, error = %e, "cannot read the output again");
+                return (None, None);
+            }
+        };
+        let stdin = match stdio.stdin {
+            true => fifos.open_stdin().unwrap_or_else(|e| {
+                tracing::warn!(container = %id, error = %e, "cannot open the stdin again");
+                None
+            }),
+            false => None,
+        };
+        let process = TaskProcess::init(self.client.clone(), id);
+        let stdin = stdin.map(|pipe| SharedStdin::new(pipe, stdio.stdin_once, fifos, process));
+        (Some(copier), Some(TaskStreams { log, stdin }))
     }
 }
 
@@ -470,10 +566,12 @@ fn oom_killed(cgroups_path: &str) -> bool {
 }
 
 /// Watches a running task until it exits; then finishes its log, records the exit, deletes
-/// the task (which ends its shim) and publishes the exit.
+/// the task (which ends its shim), publishes the exit, and lets go of what attached clients
+/// connected to (the container record's [`TaskStreams`]).
 fn spawn_exit_watcher(
     client: Client,
     id: String,
+    containers: Containers,
     life: watch::Sender<Lifecycle>,
     copier: Option<JoinHandle<()>>,
     fifos: Fifos,
@@ -497,6 +595,13 @@ fn spawn_exit_watcher(
         let (code, reason) = (ended.code, ended.reason.as_str());
         tracing::debug!(container = %id, code, reason, "container exited");
         life.send_modify(|life| life.exit(ended));
+        // After the exit is published: a session's write to the stdin may wait for it.
+        let streams = lock_containers(&containers)
+            .get_mut(&id)
+            .and_then(|container| container.streams.take());
+        if let Some(stdin) = streams.and_then(|streams| streams.stdin) {
+            stdin.release().await;
+        }
     });
 }
 
@@ -524,6 +629,30 @@ async fn wait_for_task(client: &Client, id: &str) -> Result<(i32, SystemTime), S
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
+    }
+}
+
+/// `stdin,stdin-once,tty` (the parts that are set, in this order), a container's [`Stdio`] as
+/// recorded on it, for an agent that restarts.
+fn format_stdio(stdio: Stdio) -> String {
+    let parts = [
+        (stdio.stdin, "stdin"),
+        (stdio.stdin_once, "stdin-once"),
+        (stdio.tty, "tty"),
+    ];
+    let set: Vec<&str> = parts
+        .into_iter()
+        .filter_map(|(set, name)| set.then_some(name))
+        .collect();
+    set.join(",")
+}
+
+fn parse_stdio(label: &str) -> Stdio {
+    let set: Vec<&str> = label.split(',').collect();
+    Stdio {
+        stdin: set.contains(&"stdin"),
+        stdin_once: set.contains(&"stdin-once"),
+        tty: set.contains(&"tty"),
     }
 }
 
@@ -609,6 +738,7 @@ impl Runtime for ContainerdRuntime {
                     LABEL_LOG_PATH.to_owned(),
                     config.log_path.display().to_string(),
                 ),
+                (LABEL_STDIO.to_owned(), format_stdio(config.stdio)),
             ]
             .into(),
             image: image.name.clone(),
@@ -664,13 +794,15 @@ impl Runtime for ContainerdRuntime {
                 life,
                 log_path: config.log_path.clone(),
                 cgroups_path,
+                stdio: config.stdio,
+                streams: None,
             },
         );
         Ok(())
     }
 
     async fn start(&self, id: &str) -> Result<(), RuntimeError> {
-        let (life, log_path, cgroups_path) = self.with_container(id, |container| {
+        let (life, log_path, cgroups_path, stdio) = self.with_container(id, |container| {
             let mut started = Ok(());
             container.life.send_if_modified(|life| {
                 started = life.start();
@@ -681,13 +813,19 @@ impl Runtime for ContainerdRuntime {
                 container.life.clone(),
                 container.log_path.clone(),
                 container.cgroups_path.clone(),
+                container.stdio,
             ))
         })?;
-        match self.start_task(id, &log_path).await {
-            Ok(copier) => {
+        match self.start_task(id, &log_path, stdio).await {
+            Ok((copier, streams)) => {
+                // Before the watcher starts, which takes them away at the exit.
+                if let Some(container) = self.lock_containers().get_mut(id) {
+                    container.streams = Some(streams);
+                }
                 spawn_exit_watcher(
                     self.client.clone(),
                     id.to_owned(),
+                    self.containers.clone(),
                     life,
                     Some(copier),
                     Fifos::at(&self.fifo_root(), id),
@@ -763,6 +901,22 @@ impl Runtime for ContainerdRuntime {
             .map_err(|e| other(format!("the exec task failed: {e}")))?
     }
 
+    async fn attach(&self, id: &str, stdin: bool) -> Result<ExecSession, RuntimeError> {
+        let (streams, stdio, life) = self.with_container(id, |container| {
+            container.check_running(id, "attach")?;
+            // Running without streams: the task is still being started, or its FIFOs could
+            // not be opened again after a restart.
+            let streams = container.streams.clone().ok_or_else(|| {
+                other(format!(
+                    "the output of container {id:?} cannot be followed now"
+                ))
+            })?;
+            Ok((streams, container.stdio, container.life.subscribe()))
+        })?;
+        let process = TaskProcess::init(self.client.clone(), id);
+        Ok(attach::session(&streams, stdio, stdin, life, process))
+    }
+
     async fn exec_stream(
         &self,
         id: &str,
@@ -833,6 +987,27 @@ mod tests {
         assert_eq!(format_exit(&ended), "137:OOMKilled:1700000000123456789");
         assert_eq!(parse_exit(&format_exit(&ended)), Some(ended));
         assert_eq!(parse_exit("garbage"), None);
+    }
+
+    #[test]
+    fn stdio_is_recorded_and_read_back() {
+        let all = Stdio {
+            stdin: true,
+            stdin_once: true,
+            tty: true,
+        };
+        assert_eq!(format_stdio(all), "stdin,stdin-once,tty");
+        assert_eq!(format_stdio(Stdio::default()), "");
+        for stdio in [
+            all,
+            Stdio::default(),
+            Stdio {
+                tty: true,
+                ..Stdio::default()
+            },
+        ] {
+            assert_eq!(parse_stdio(&format_stdio(stdio)), stdio);
+        }
     }
 
     #[test]

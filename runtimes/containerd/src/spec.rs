@@ -183,7 +183,11 @@ fn namespaces(config: &ContainerConfig) -> Value {
 pub(crate) fn runtime_spec(input: &SpecInput<'_>) -> Result<Value, String> {
     let config = input.config;
     let args = process_args(input.image, &config.command, &config.args)?;
-    let env = environment(input.image.env.as_deref().unwrap_or_default(), &config.env);
+    let mut env = environment(input.image.env.as_deref().unwrap_or_default(), &config.env);
+    // A terminal needs a type for programs to draw on it; the CRI plugin sets the same.
+    if config.stdio.tty && !env.iter().any(|var| var.starts_with("TERM=")) {
+        env.push("TERM=xterm".into());
+    }
     // runAsUser replaces the image's user (and its numeric group, unless runAsGroup is set).
     let (uid, gid) = match config.run_as.user {
         Some(uid) => {
@@ -253,7 +257,9 @@ pub(crate) fn runtime_spec(input: &SpecInput<'_>) -> Result<Value, String> {
     Ok(json!({
         "ociVersion": "1.0.2-dev",
         "process": {
-            "terminal": false,
+            // On a terminal (`tty`), the shim gives the process a pseudo-terminal as its stdin,
+            // stdout and stderr, and copies the terminal's output to the stdout FIFO.
+            "terminal": config.stdio.tty,
             "user": {"uid": uid, "gid": gid},
             "args": args,
             "env": env,
@@ -325,6 +331,7 @@ mod tests {
             log_path: PathBuf::from("/tmp/c1.log"),
             allow_outgoing_http: false,
             request_timeout: Duration::from_secs(1),
+            stdio: Default::default(),
         }
     }
 
@@ -381,6 +388,38 @@ mod tests {
         assert_eq!(user(Some("1000")), Ok((1000, 0)));
         assert_eq!(user(Some("1000:100")), Ok((1000, 100)));
         assert!(user(Some("nobody")).unwrap_err().contains("numeric"));
+    }
+
+    #[test]
+    fn a_tty_container_runs_on_a_terminal_with_a_terminal_type() {
+        let image = image(&["/app"], &[]);
+        let spec_of = |config: &ContainerConfig| {
+            runtime_spec(&SpecInput {
+                config,
+                image: &image,
+                cgroups_path: "/wharf/c1".into(),
+                host_network_files: Vec::new(),
+            })
+            .unwrap()
+        };
+        let plain = spec_of(&config());
+        assert_eq!(plain["process"]["terminal"], false);
+        assert!(!plain["process"]["env"].to_string().contains("TERM="));
+        let mut tty = config();
+        tty.stdio.tty = true;
+        let spec = spec_of(&tty);
+        assert_eq!(spec["process"]["terminal"], true);
+        assert_eq!(
+            spec["process"]["env"],
+            json!(["PATH=/bin", "PORT=9090", "MODE=fast", "TERM=xterm"])
+        );
+        // A terminal type of the container's own is kept.
+        tty.env.push(("TERM".into(), "vt100".into()));
+        let env = spec_of(&tty)["process"]["env"].clone();
+        assert_eq!(
+            env,
+            json!(["PATH=/bin", "PORT=9090", "MODE=fast", "TERM=vt100"])
+        );
     }
 
     #[test]

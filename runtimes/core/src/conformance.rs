@@ -11,14 +11,16 @@ use std::time::Duration;
 
 use crate::{
     ContainerConfig, ContainerState, ContainerStats, EXEC_OUTPUT_LIMIT, ExecOutput, ExecRequest,
-    Limits, Runtime, RuntimeError, Signal,
+    ExecSession, Limits, Runtime, RuntimeError, Signal, Stdio,
 };
 
 /// Images with known behaviour.
 #[derive(Clone, Debug)]
 pub struct Fixtures {
     /// Prints `hello` and its arguments to stdout and a line to stderr, prints the value of env
-    /// `GREETING` if set, then exits with the code in env `EXIT_CODE` (default 0).
+    /// `GREETING` if set, then exits with the code in env `EXIT_CODE` (default 0). With env
+    /// `ECHO_STDIN` set, before that line to stderr it copies its stdin to stdout upper-cased,
+    /// line by line, until end of file.
     pub hello: String,
     /// Runs until it is stopped, holding some memory while it runs; with env `BURN_CPU` set
     /// it burns CPU all the while (it may always do so).
@@ -57,6 +59,7 @@ pub fn config(id: &str, image: &str, dir: &Path) -> ContainerConfig {
         log_path: dir.join(format!("{id}.log")),
         allow_outgoing_http: false,
         request_timeout: Duration::from_secs(10),
+        stdio: Stdio::default(),
     }
 }
 
@@ -565,6 +568,185 @@ pub async fn stats_show_cpu_rising_and_memory_held(
     ));
 }
 
+/// Reads a session's channel until `expected` has arrived (it may come in several chunks);
+/// fails the test after 10 s, showing what did arrive.
+pub async fn read_until(channel: &mut tokio::sync::mpsc::Receiver<bytes::Bytes>, expected: &str) {
+    let mut seen = Vec::new();
+    let waited = tokio::time::timeout(Duration::from_secs(10), async {
+        while !String::from_utf8_lossy(&seen).contains(expected) {
+            match channel.recv().await {
+                Some(chunk) => seen.extend_from_slice(&chunk),
+                None => return false,
+            }
+        }
+        true
+    })
+    .await;
+    assert!(
+        waited == Ok(true),
+        "{expected:?} did not arrive; got {:?}",
+        String::from_utf8_lossy(&seen)
+    );
+}
+
+/// Waits for a session's container to exit; its output ends first.
+async fn attached_exit(session: ExecSession) -> i32 {
+    let ExecSession {
+        mut stdout,
+        stderr,
+        exit,
+        ..
+    } = session;
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while stdout.recv().await.is_some() {}
+        if let Some(mut stderr) = stderr {
+            while stderr.recv().await.is_some() {}
+        }
+        exit.await.expect("an exit").expect("an exit code")
+    })
+    .await
+    .expect("the attached container did not end within 30 s")
+}
+
+/// Attach connects a client to a running container's own stdin and output: what it sends is
+/// read by the container, what the container writes arrives on stdout and stderr (and in the
+/// log), and with `stdin_once` the container sees end of file when the client closes stdin.
+/// The session ends with the container's exit code.
+pub async fn attach_connects_stdin_and_output(
+    runtime: &dyn Runtime,
+    fixtures: &Fixtures,
+    dir: &Path,
+) {
+    let id = "hello-attach";
+    let mut config = config(id, &fixtures.hello, dir);
+    config.env = vec![("ECHO_STDIN".into(), "1".into())];
+    config.stdio = Stdio {
+        stdin: true,
+        stdin_once: true,
+        tty: false,
+    };
+    let log_path = config.log_path.clone();
+    runtime.prepare(&fixtures.hello).await.expect("prepare");
+    runtime.create(config).await.expect("create");
+    assert!(
+        matches!(
+            runtime.attach(id, true).await,
+            Err(RuntimeError::InvalidState { .. })
+        ),
+        "attach to a container that has not started"
+    );
+    runtime.start(id).await.expect("start");
+    let mut session = runtime.attach(id, true).await.expect("attach");
+    let stdin = session.stdin.take().expect("the container has a stdin");
+    assert!(session.stderr.is_some(), "no terminal: stderr apart");
+    stdin.send("first line\n".into()).await.expect("send");
+    read_until(&mut session.stdout, "FIRST LINE\n").await;
+    stdin.send("second ".into()).await.expect("send");
+    stdin.send("line\n".into()).await.expect("send");
+    read_until(&mut session.stdout, "SECOND LINE\n").await;
+    assert_eq!(runtime.state(id), Some(ContainerState::Running));
+    // End of stdin: the program says goodbye on stderr and exits.
+    drop(stdin);
+    read_until(
+        session.stderr.as_mut().expect("stderr"),
+        "exiting with code 0",
+    )
+    .await;
+    assert_eq!(attached_exit(session).await, 0);
+    let exit = runtime.wait(id).await.expect("wait");
+    assert_eq!(exit.code, 0, "{exit:?}");
+    let log = std::fs::read_to_string(&log_path).expect("the log file exists");
+    assert!(log.contains("FIRST LINE"), "{log}");
+    assert!(
+        matches!(
+            runtime.attach(id, false).await,
+            Err(RuntimeError::InvalidState { .. })
+        ),
+        "attach to a container that has exited"
+    );
+    runtime.delete(id).await.expect("delete");
+    assert!(matches!(
+        runtime.attach(id, false).await,
+        Err(RuntimeError::NotFound(_))
+    ));
+}
+
+/// Detaching leaves the container running, and without `stdin_once` its stdin stays open for
+/// the next client. On a terminal, everything arrives on stdout. A client that asks for no
+/// stdin, or a container without one, gets none.
+pub async fn attach_detaches_without_stopping_the_container(
+    runtime: &dyn Runtime,
+    fixtures: &Fixtures,
+    dir: &Path,
+) {
+    let id = "hello-reattach";
+    let mut hello = config(id, &fixtures.hello, dir);
+    hello.env = vec![("ECHO_STDIN".into(), "1".into())];
+    hello.stdio = Stdio {
+        stdin: true,
+        stdin_once: false,
+        tty: true,
+    };
+    runtime.prepare(&fixtures.hello).await.expect("prepare");
+    runtime.create(hello).await.expect("create");
+    runtime.start(id).await.expect("start");
+    let mut first = runtime.attach(id, true).await.expect("attach");
+    assert!(first.stderr.is_none(), "a terminal has one output");
+    let stdin = first.stdin.take().expect("the container has a stdin");
+    stdin.send("one\n".into()).await.expect("send");
+    read_until(&mut first.stdout, "ONE").await;
+    let _ = first.resize.try_send(crate::TerminalSize {
+        width: 100,
+        height: 30,
+    });
+    drop(stdin);
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        runtime.state(id),
+        Some(ContainerState::Running),
+        "detaching stops nothing, and the stdin stays open"
+    );
+    let watching = runtime.attach(id, false).await.expect("attach");
+    assert!(watching.stdin.is_none(), "no stdin was asked for");
+    let mut second = runtime.attach(id, true).await.expect("attach again");
+    second
+        .stdin
+        .as_ref()
+        .expect("the stdin is still open")
+        .send("two\n".into())
+        .await
+        .expect("send");
+    read_until(&mut second.stdout, "TWO").await;
+    let mut watching_stdout = watching.stdout;
+    read_until(&mut watching_stdout, "TWO").await;
+    drop(second);
+    runtime.kill(id, Signal::Kill).await.expect("kill");
+    let exit = tokio::time::timeout(Duration::from_secs(10), runtime.wait(id))
+        .await
+        .expect("killed in time")
+        .expect("wait");
+    assert_eq!(exit.code, 137, "{exit:?}");
+    while watching_stdout.recv().await.is_some() {}
+    runtime.delete(id).await.expect("delete");
+
+    // A container created without a stdin has none to give.
+    let id = "forever-no-stdin";
+    runtime.prepare(&fixtures.forever).await.expect("prepare");
+    runtime
+        .create(config(id, &fixtures.forever, dir))
+        .await
+        .expect("create");
+    runtime.start(id).await.expect("start");
+    let session = runtime.attach(id, true).await.expect("attach");
+    assert!(session.stdin.is_none());
+    assert!(session.stderr.is_some());
+    drop(session);
+    runtime.kill(id, Signal::Kill).await.expect("kill");
+    let _ = runtime.wait(id).await;
+    runtime.delete(id).await.expect("delete");
+}
+
 /// Runs the whole suite.
 pub async fn run_all(runtime: &dyn Runtime, fixtures: &Fixtures, dir: &Path) {
     output_reaches_the_log_and_success_is_completed(runtime, fixtures, dir).await;
@@ -574,4 +756,6 @@ pub async fn run_all(runtime: &dyn Runtime, fixtures: &Fixtures, dir: &Path) {
     a_missing_image_is_reported(runtime, dir).await;
     exec_behaves_as_declared(runtime, fixtures, dir).await;
     stats_show_cpu_rising_and_memory_held(runtime, fixtures, dir).await;
+    attach_connects_stdin_and_output(runtime, fixtures, dir).await;
+    attach_detaches_without_stopping_the_container(runtime, fixtures, dir).await;
 }

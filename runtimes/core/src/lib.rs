@@ -55,6 +55,23 @@ pub struct RunAs {
     pub group: Option<u32>,
 }
 
+/// A container's own stdin and terminal (`stdin`, `stdinOnce` and `tty` of the pod spec), which
+/// [`Runtime::attach`] connects to. By default a container has neither: its stdin is empty
+/// and its output goes to the log only.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stdio {
+    /// Whether the container has a stdin that attached clients write to. Until one does, the
+    /// container's reads of stdin wait (they do not see end of file).
+    pub stdin: bool,
+    /// Whether the container's stdin closes (end of file) when the first attached client that
+    /// sent stdin closes it or goes away; later attaches get no stdin. Only with `stdin`.
+    pub stdin_once: bool,
+    /// Whether the container runs on a terminal: its stdout and stderr are both the
+    /// terminal's output (logged as stdout), and attached clients may resize it. A Wasm guest
+    /// has no terminal: its stderr is then merged into stdout, and resizes are ignored.
+    pub tty: bool,
+}
+
 /// Everything a runtime needs to create one container.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ContainerConfig {
@@ -88,6 +105,8 @@ pub struct ContainerConfig {
     pub allow_outgoing_http: bool,
     /// The longest one HTTP request to an in-process workload may run.
     pub request_timeout: Duration,
+    /// The container's own stdin and terminal, for [`Runtime::attach`].
+    pub stdio: Stdio,
 }
 
 /// How a container ended.
@@ -339,6 +358,25 @@ pub trait Runtime: Send + Sync + 'static {
         id: &str,
         request: ExecRequest,
     ) -> Result<ExecSession, RuntimeError>;
+
+    /// Attaches to a running container's own stdio: `kubectl attach`, and `kubectl run -it`.
+    ///
+    /// The session's stdout and stderr carry what the container writes from now on (it still
+    /// goes to the log as well); with [`Stdio::tty`] all of it arrives on stdout and
+    /// `stderr` is `None`. When `stdin` is asked for and the container has one
+    /// ([`Stdio::stdin`], not yet closed by [`Stdio::stdin_once`]), what is sent to
+    /// [`ExecSession::stdin`] reaches the container's stdin; otherwise that sender is `None`.
+    /// Resizes reach the container's terminal (with [`Stdio::tty`]). Several sessions may be
+    /// attached at once: each gets all the output, and their stdin is interleaved.
+    ///
+    /// Unlike an exec, the session does not own what it is attached to: dropping it detaches
+    /// and the container runs on. The output channels end, and [`ExecSession::exit`] gives
+    /// the container's exit code, once the container has exited. An attached client that reads
+    /// too slowly misses output rather than holding the container up.
+    ///
+    /// Errors: [`RuntimeError::NotFound`] for an unknown container,
+    /// [`RuntimeError::InvalidState`] when it is not running.
+    async fn attach(&self, id: &str, stdin: bool) -> Result<ExecSession, RuntimeError>;
 
     /// Resource usage of a container: cumulative CPU time and current memory.
     /// [`RuntimeError::NotFound`] for an unknown container; a created or exited container

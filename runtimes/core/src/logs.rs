@@ -11,6 +11,11 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use bytes::Bytes;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+use crate::{Lifecycle, RuntimeError};
+
 /// Lines longer than this are written in several partial records.
 pub const MAX_LINE: usize = 16 * 1024;
 
@@ -32,10 +37,15 @@ impl Stream {
     }
 }
 
-/// The log file of one container, shared by its streams.
+/// How many chunks of output an attached client may fall behind before it misses some.
+const TAP_CAPACITY: usize = 1024;
+
+/// The log file of one container, shared by its streams. What is written also goes, as it
+/// is written, to the clients attached with [`LogFile::follow`].
 #[derive(Debug)]
 pub struct LogFile {
     file: Mutex<File>,
+    tap: broadcast::Sender<(Stream, Bytes)>,
 }
 
 impl LogFile {
@@ -47,7 +57,122 @@ impl LogFile {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         Ok(Arc::new(LogFile {
             file: Mutex::new(file),
+            tap: broadcast::channel(TAP_CAPACITY).0,
         }))
+    }
+
+    /// The output side of an attach session ([`Runtime::attach`](crate::Runtime::attach)),
+    /// the same for every runtime: what this file gets from now on, as [`LogFile::follow`]
+    /// gives it, until the container that `life` watches has exited; then its exit code,
+    /// once the output written before the exit has been passed on (`NotFound` for `id` if its
+    /// record went away first). Dropping the exit receiver stops following.
+    pub fn attach_output(
+        self: &Arc<Self>,
+        merge: bool,
+        life: watch::Receiver<Lifecycle>,
+        id: &str,
+    ) -> AttachedOutput {
+        let (end, ended) = oneshot::channel::<()>();
+        let (stdout, stderr, following) = self.follow_until(merge, async {
+            let _ = ended.await;
+        });
+        let (mut exit, exit_receiver) = oneshot::channel();
+        let id = id.to_owned();
+        tokio::spawn(async move {
+            let exited = tokio::select! {
+                exited = Lifecycle::exited(life) => exited,
+                // The session went away: `end` drops, and the follower stops.
+                () = exit.closed() => return,
+            };
+            let _ = end.send(());
+            let _ = following.await;
+            let _ = exit.send(exited.map(|e| e.code).ok_or(RuntimeError::NotFound(id)));
+        });
+        AttachedOutput {
+            stdout,
+            stderr,
+            exit: exit_receiver,
+        }
+    }
+
+    /// The output written from now on, for an attached client: each stream's chunks as they
+    /// are written (with `merge`, stderr's on the stdout channel too, and no stderr channel),
+    /// until `ended` resolves (then what was written before it is still delivered), every
+    /// writer of the file is gone, or the client drops its stdout. A client that falls more
+    /// than [`TAP_CAPACITY`] chunks behind misses the oldest: the writer never waits for it.
+    pub fn follow<E>(
+        self: &Arc<Self>,
+        merge: bool,
+        ended: E,
+    ) -> (mpsc::Receiver<Bytes>, Option<mpsc::Receiver<Bytes>>)
+    where
+        E: Future<Output = ()> + Send + 'static,
+    {
+        let (stdout, stderr, _) = self.follow_until(merge, ended);
+        (stdout, stderr)
+    }
+
+    /// [`LogFile::follow`], and the task that forwards: it ends once all is passed on.
+    fn follow_until<E>(
+        self: &Arc<Self>,
+        merge: bool,
+        ended: E,
+    ) -> (
+        mpsc::Receiver<Bytes>,
+        Option<mpsc::Receiver<Bytes>>,
+        tokio::task::JoinHandle<()>,
+    )
+    where
+        E: Future<Output = ()> + Send + 'static,
+    {
+        let mut tap = self.tap.subscribe();
+        let (stdout, stdout_rx) = mpsc::channel(16);
+        let (stderr, stderr_rx) = if merge {
+            (None, None)
+        } else {
+            let (sender, receiver) = mpsc::channel(16);
+            (Some(sender), Some(receiver))
+        };
+        let following = tokio::spawn(async move {
+            let forward = |stream: Stream, bytes: Bytes| {
+                let to = match (stream, &stderr) {
+                    (Stream::Stderr, Some(stderr)) => stderr,
+                    _ => &stdout,
+                };
+                let to = to.clone();
+                async move { to.send(bytes).await.is_ok() }
+            };
+            tokio::pin!(ended);
+            loop {
+                tokio::select! {
+                    biased;
+                    received = tap.recv() => match received {
+                        Ok((stream, bytes)) => {
+                            if !forward(stream, bytes).await {
+                                return;
+                            }
+                        }
+                        Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    },
+                    () = &mut ended => break,
+                    () = stdout.closed() => return,
+                }
+            }
+            // What was written before the end is still delivered.
+            loop {
+                match tap.try_recv() {
+                    Ok((stream, bytes)) => {
+                        if !forward(stream, bytes).await {
+                            return;
+                        }
+                    }
+                    Err(broadcast::error::TryRecvError::Lagged(_)) => continue,
+                    Err(_) => return,
+                }
+            }
+        });
+        (stdout_rx, stderr_rx, following)
     }
 
     fn record(&self, stream: Stream, partial: bool, content: &[u8]) {
@@ -74,6 +199,17 @@ impl LogFile {
     }
 }
 
+/// The output side of an attach session: see [`LogFile::attach_output`].
+#[derive(Debug)]
+pub struct AttachedOutput {
+    /// What the container writes to stdout (with `merge`, stderr too).
+    pub stdout: mpsc::Receiver<Bytes>,
+    /// What it writes to stderr; `None` with `merge`.
+    pub stderr: Option<mpsc::Receiver<Bytes>>,
+    /// Its exit code, once it has exited and its output has been passed on.
+    pub exit: oneshot::Receiver<Result<i32, RuntimeError>>,
+}
+
 /// Turns a byte stream into log records, one per line.
 #[derive(Debug)]
 pub struct LogWriter {
@@ -85,6 +221,12 @@ pub struct LogWriter {
 impl LogWriter {
     /// Appends output; complete lines are recorded at once.
     pub fn write(&mut self, mut bytes: &[u8]) {
+        if self.file.tap.receiver_count() > 0 {
+            let _ = self
+                .file
+                .tap
+                .send((self.stream, Bytes::copy_from_slice(bytes)));
+        }
         while let Some(end) = bytes.iter().position(|b| *b == b'\n') {
             self.pending.extend_from_slice(&bytes[..end]);
             self.file.record(self.stream, false, &self.pending);
@@ -184,6 +326,47 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[tokio::test]
+    async fn followers_get_what_is_written_after_they_attach_until_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = LogFile::open(&dir.path().join("log")).unwrap();
+        let mut out = log.writer(Stream::Stdout);
+        let mut err = log.writer(Stream::Stderr);
+        out.write(b"before\n");
+        let (ended, end) = tokio::sync::oneshot::channel::<()>();
+        let (mut stdout, stderr) = log.follow(false, async {
+            let _ = end.await;
+        });
+        let mut stderr = stderr.unwrap();
+        let (mut merged, none) = log.follow(true, std::future::pending());
+        assert!(none.is_none());
+        out.write(b"partial ");
+        err.write(b"oops\n");
+        out.write(b"line\n");
+        drop(ended);
+        assert_eq!(stdout.recv().await.unwrap(), "partial ");
+        assert_eq!(stdout.recv().await.unwrap(), "line\n");
+        assert_eq!(
+            stdout.recv().await,
+            None,
+            "the stream ends with the container"
+        );
+        assert_eq!(stderr.recv().await.unwrap(), "oops\n");
+        assert_eq!(stderr.recv().await, None);
+        let mut all = Vec::new();
+        for _ in 0..3 {
+            all.extend_from_slice(&merged.recv().await.unwrap());
+        }
+        assert_eq!(all, b"partial oops\nline\n");
+        // The log has every line, and a follower ends when the last writer is gone.
+        drop((out, err));
+        drop(log);
+        assert_eq!(merged.recv().await, None);
+        let text = std::fs::read_to_string(dir.path().join("log")).unwrap();
+        let lines: Vec<_> = text.lines().filter_map(parse_record).collect();
+        assert_eq!(lines.len(), 3, "{text}");
+    }
 
     #[test]
     fn timestamps_are_rfc3339_with_nanoseconds() {

@@ -80,6 +80,27 @@ impl Lifecycle {
         }
     }
 
+    /// Whether one may attach to the container: only while it runs.
+    pub fn check_attach(&self) -> Result<(), RuntimeError> {
+        match self.state {
+            ContainerState::Running => Ok(()),
+            _ => Err(self.invalid("attach")),
+        }
+    }
+
+    /// Waits until the container watched by `life` has exited, and returns how; `None` when
+    /// its record went away first (the sender was dropped).
+    pub async fn exited(mut life: tokio::sync::watch::Receiver<Lifecycle>) -> Option<Exit> {
+        let life = life
+            .wait_for(|life| matches!(life.state, ContainerState::Exited(_)))
+            .await
+            .ok()?;
+        match &life.state {
+            ContainerState::Exited(exit) => Some(exit.clone()),
+            _ => None,
+        }
+    }
+
     /// Whether the container may be removed: not while it runs.
     pub fn check_delete(&self) -> Result<(), RuntimeError> {
         match self.state {

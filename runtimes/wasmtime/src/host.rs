@@ -1,6 +1,12 @@
 //! What lives in each guest's `Store`: the WASI and `wasi:http` contexts built from the
-//! container's config (args, env, read-only mounts, log streams), the memory limiter, and the
+//! container's config (args, env, read-only mounts, stdio), the memory limiter, and the
 //! policy for outgoing HTTP.
+//!
+//! Guest stdio: stdout and stderr go to the container's log (and from there to attached
+//! clients). With `tty` the guest still has no terminal (`isatty` is false everywhere), but
+//! its stderr is written as stdout, as a container on a terminal would log it. Stdin is empty
+//! unless the container has one (`stdin` in its config), then it is a [`StdinReader`] fed by
+//! attached clients ([`crate::stdio`]); HTTP handlers never get one.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -8,12 +14,13 @@ use std::task::{Context, Poll};
 
 use tokio::io::AsyncWrite;
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::cli::{AsyncStdinStream, IsTerminal, StdoutStream};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 use wharf_runtime::ContainerConfig;
 use wharf_runtime::logs::{LogFile, LogWriter, Stream};
 
+use crate::stdio::StdinReader;
 use crate::usage::Usage;
 
 /// Refuses memory and table growth beyond the container's limit, and remembers that it did,
@@ -166,11 +173,13 @@ pub struct ModuleHost {
 /// The default memory limit when a pod sets none (the pooling allocator's slot size).
 pub const DEFAULT_MEMORY_LIMIT: usize = 256 << 20;
 
-/// Builds the WASI context shared by both guest shapes.
+/// Builds the WASI context shared by both guest shapes, with `stdin` as the guest's stdin
+/// (none: an empty one).
 fn wasi_builder(
     config: &ContainerConfig,
     program: &str,
     log: &Arc<LogFile>,
+    stdin: Option<StdinReader>,
 ) -> Result<WasiCtxBuilder, String> {
     let mut builder = WasiCtx::builder();
     let mut argv = vec![program.to_owned()];
@@ -199,10 +208,19 @@ fn wasi_builder(
         file: log.clone(),
         stream: Stream::Stdout,
     });
+    // On a terminal, stderr is part of the terminal's output, logged as stdout.
     builder.stderr(LogStream {
         file: log.clone(),
-        stream: Stream::Stderr,
+        stream: if config.stdio.tty {
+            Stream::Stdout
+        } else {
+            Stream::Stderr
+        },
     });
+    if let Some(stdin) = stdin {
+        // Both contexts read it: preview 1's `fd_read` on fd 0 goes through the same stream.
+        builder.stdin(AsyncStdinStream::new(stdin));
+    }
     Ok(builder)
 }
 
@@ -217,13 +235,15 @@ pub fn memory_limit(config: &ContainerConfig) -> usize {
         .min(DEFAULT_MEMORY_LIMIT)
 }
 
-/// A component guest's state, counting its memory in `usage`.
+/// A component guest's state, counting its memory in `usage`, reading `stdin` (none: an
+/// empty stdin).
 pub fn component_host(
     config: &ContainerConfig,
     log: &Arc<LogFile>,
     usage: Arc<Usage>,
+    stdin: Option<StdinReader>,
 ) -> Result<Host, String> {
-    let mut builder = wasi_builder(config, &config.image, log)?;
+    let mut builder = wasi_builder(config, &config.image, log, stdin)?;
     // Network access for components goes through wasi:http, governed by the pod's policy.
     builder.allow_tcp(false).allow_udp(false);
     Ok(Host {
@@ -237,13 +257,15 @@ pub fn component_host(
     })
 }
 
-/// A core-module guest's state, counting its memory in `usage`.
+/// A core-module guest's state, counting its memory in `usage`, reading `stdin` (none: an
+/// empty stdin).
 pub fn module_host(
     config: &ContainerConfig,
     log: &Arc<LogFile>,
     usage: Arc<Usage>,
+    stdin: Option<StdinReader>,
 ) -> Result<ModuleHost, String> {
-    let mut builder = wasi_builder(config, &config.image, log)?;
+    let mut builder = wasi_builder(config, &config.image, log, stdin)?;
     Ok(ModuleHost {
         wasi: builder.build_p1(),
         limiter: Limiter::new(memory_limit(config), usage),

@@ -53,7 +53,7 @@ impl ProxyHandler {
     }
 
     async fn serve(&self, request: http::Request<Body>) -> Result<http::Response<Body>, String> {
-        let host = host::component_host(&self.config, &self.log, self.usage.clone())?;
+        let host = host::component_host(&self.config, &self.log, self.usage.clone(), None)?;
         let mut store = Store::new(self.pre.engine(), host);
         store.limiter(|h| &mut h.limiter);
         let deadline = Instant::now() + self.config.request_timeout;

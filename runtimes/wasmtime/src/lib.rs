@@ -22,10 +22,21 @@
 //! run beside it (no shell, no `cat`), and an HTTP component has no lasting instance to run
 //! one in (each request gets a fresh one). Calling one of the guest's own exports instead
 //! would be a different feature with different semantics, not exec.
+//!
+//! [`Runtime::attach`] connects clients to a running guest's own stdio (`kubectl attach`,
+//! `kubectl run -i`). A command whose container has `stdin` reads a stdin fed by attached
+//! clients: its reads wait until something is sent, and see end of file once the stdin is
+//! closed (with `stdinOnce`, when the first client given stdin closes it or detaches; without,
+//! it stays open for the next client). Output comes from the container's log as it is
+//! written. A guest has no terminal: with `tty`, its stderr is merged into stdout (in the log
+//! too) and resizes are ignored. An HTTP component can be attached to as well, to follow what
+//! its requests' instances write, but it has no stdin (each request gets a fresh instance, so
+//! there is no lasting one to read it).
 
 pub mod artifact;
 mod host;
 pub mod http;
+mod stdio;
 pub mod usage;
 
 use std::collections::HashMap;
@@ -34,12 +45,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, PoolingAllocationConfig, Store, UpdateDeadline};
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
-use wharf_runtime::logs::LogFile;
+use wharf_runtime::logs::{AttachedOutput, LogFile};
 use wharf_runtime::{
     ContainerConfig, ContainerState, ContainerStats, ExecOutput, ExecRequest, ExecSession, Exit,
     HttpHandler, Lifecycle, Runtime, RuntimeError, Signal,
@@ -47,6 +58,7 @@ use wharf_runtime::{
 
 use crate::artifact::{CompileCache, Compiled, ImageSource};
 use crate::host::{Host, ModuleHost};
+use crate::stdio::StdinWriter;
 use crate::usage::{CpuTimed, Usage};
 
 /// How often the engine's epoch advances: the scheduling quantum of guests.
@@ -84,6 +96,11 @@ struct Container {
     handler: Option<Arc<http::ProxyHandler>>,
     /// CPU time and memory of the container's instances (all of them, over its life).
     usage: Arc<Usage>,
+    /// The log the guest writes, once started: attached clients follow it.
+    log: Option<Arc<LogFile>>,
+    /// The runtime's end of a command's stdin, when the container has one (`stdio.stdin`):
+    /// attached clients write to it.
+    stdin: Option<Arc<StdinWriter>>,
 }
 
 /// The wasmtime runtime of a node.
@@ -358,6 +375,8 @@ impl Runtime for WasmtimeRuntime {
                 stop_code: Arc::new(Mutex::new(None)),
                 handler: None,
                 usage: Arc::new(Usage::default()),
+                log: None,
+                stdin: None,
             },
         );
         Ok(())
@@ -374,6 +393,18 @@ impl Runtime for WasmtimeRuntime {
             });
             started?;
             let log = LogFile::open(&container.config.log_path).map_err(log_failed)?;
+            container.log = Some(log.clone());
+            // A command's own stdin, when it has one; an HTTP handler has no lasting instance
+            // to read one.
+            let stdio = container.config.stdio;
+            let is_command = !matches!(container.prepared, Prepared::Http(_));
+            let stdin = if stdio.stdin && is_command {
+                let (writer, reader) = stdio::pipe(stdio.stdin_once);
+                container.stdin = Some(writer);
+                Some(reader)
+            } else {
+                None
+            };
             match container.prepared.clone() {
                 Prepared::Http(pre) => {
                     container.handler = Some(Arc::new(http::ProxyHandler::new(
@@ -384,9 +415,13 @@ impl Runtime for WasmtimeRuntime {
                     )));
                 }
                 Prepared::Command(pre) => {
-                    let host =
-                        host::component_host(&container.config, &log, container.usage.clone())
-                            .map_err(RuntimeError::StartFailed)?;
+                    let host = host::component_host(
+                        &container.config,
+                        &log,
+                        container.usage.clone(),
+                        stdin,
+                    )
+                    .map_err(RuntimeError::StartFailed)?;
                     let run = async move {
                         let mut store = command_store(pre.engine(), host);
                         let command = pre.instantiate_async(&mut store).await?;
@@ -397,8 +432,9 @@ impl Runtime for WasmtimeRuntime {
                     spawn_command(container, run);
                 }
                 Prepared::Module(pre) => {
-                    let host = host::module_host(&container.config, &log, container.usage.clone())
-                        .map_err(RuntimeError::StartFailed)?;
+                    let host =
+                        host::module_host(&container.config, &log, container.usage.clone(), stdin)
+                            .map_err(RuntimeError::StartFailed)?;
                     let run = async move {
                         let mut store = command_store(pre.module().engine(), host);
                         let instance = pre.instantiate_async(&mut store).await?;
@@ -467,6 +503,45 @@ impl Runtime for WasmtimeRuntime {
     async fn exec(&self, id: &str, _request: ExecRequest) -> Result<ExecOutput, RuntimeError> {
         self.with_container(id, |_| Ok(()))?;
         Err(RuntimeError::Unsupported(EXEC_UNSUPPORTED.into()))
+    }
+
+    /// Attaches to a running guest (see the module documentation): its output from now on,
+    /// from its log, and its stdin when asked for and it has one still open. With `tty`, the
+    /// output is all on stdout and resizes are ignored (a guest has no terminal). An HTTP
+    /// component's session follows what its requests' instances write, without stdin.
+    async fn attach(&self, id: &str, stdin: bool) -> Result<ExecSession, RuntimeError> {
+        let (log, life, writer, tty) = self.with_container(id, |container| {
+            container.life.borrow().check_attach()?;
+            // A running guest was started, which opened its log.
+            let log = container
+                .log
+                .clone()
+                .ok_or_else(|| RuntimeError::Other(format!("container {id} runs without a log")))?;
+            let writer = container.stdin.clone().filter(|_| stdin);
+            Ok((
+                log,
+                container.life.subscribe(),
+                writer,
+                container.config.stdio.tty,
+            ))
+        })?;
+        let AttachedOutput {
+            stdout,
+            stderr,
+            exit,
+        } = log.attach_output(tty, life, id);
+        let (resize, mut resizes) = mpsc::channel(4);
+        tokio::spawn(async move {
+            // A guest has no terminal to resize.
+            while resizes.recv().await.is_some() {}
+        });
+        Ok(ExecSession {
+            stdin: writer.and_then(|writer| writer.attach()),
+            stdout,
+            stderr,
+            resize,
+            exit,
+        })
     }
 
     /// Always fails, as [`Runtime::exec`] does here: `kubectl exec` into a Wasm pod gets the
@@ -549,6 +624,7 @@ where
 {
     let stop = container.stop.clone();
     let stop_code = container.stop_code.clone();
+    let stdin = container.stdin.clone();
     let life = container.life.clone();
     let id = container.config.id.clone();
     // Only the guest's polls are charged to the container, not the waiting for a stop.
@@ -565,6 +641,10 @@ where
             }
         };
         tracing::debug!(container = %id, code = finished.code, reason = %finished.reason, "Wasm command exited");
+        // The guest and its end of stdin are gone; no client can write to it any more.
+        if let Some(stdin) = stdin {
+            stdin.close();
+        }
         life.send_modify(|life| life.exit(finished));
     });
 }

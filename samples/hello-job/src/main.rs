@@ -9,8 +9,11 @@
 //!    `Hello from Wharf!`; the arguments after the program name);
 //! 2. if env `SLEEP_MS` is set, sleeps that many milliseconds (for lifecycle tests: a pod
 //!    that stays Running for a while, termination grace);
-//! 3. prints one line to stderr: `hello-job: exiting with code N`;
-//! 4. exits with `N`: the first argument if it is an integer, else env `EXIT_CODE`, else 0.
+//! 3. if env `ECHO_STDIN` is set, copies stdin to stdout upper-cased, line by line, until end
+//!    of file (for `kubectl attach` and `kubectl run -i`: what comes back went through the
+//!    program);
+//! 4. prints one line to stderr: `hello-job: exiting with code N`;
+//! 5. exits with `N`: the first argument if it is an integer, else env `EXIT_CODE`, else 0.
 //!
 //! Exit codes: a wasip1 module reports any code through `proc_exit`; the wasip2 component uses
 //! `wasi:cli/exit.exit-with-code` (WASI 0.2.12) through `wharf_sdk::process::exit`, so the host
@@ -29,12 +32,28 @@ fn main() {
         std::thread::sleep(Duration::from_millis(ms));
     }
 
+    if config::env("ECHO_STDIN").is_some() {
+        echo_stdin_upper_cased();
+    }
+
     let code = exit_code(
         args.first().map(String::as_str),
         config::env("EXIT_CODE").as_deref(),
     );
     eprintln!("hello-job: exiting with code {code}");
     wharf_sdk::process::exit(code);
+}
+
+/// Copies stdin to stdout upper-cased, a line at a time (flushed, so an attached client sees
+/// each answer at once), until end of file.
+fn echo_stdin_upper_cased() {
+    use std::io::{BufRead, Write};
+    let mut stdout = std::io::stdout();
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        let _ = writeln!(stdout, "{}", line.to_uppercase());
+        let _ = stdout.flush();
+    }
 }
 
 /// The exit code: the first argument if it is an integer, else `EXIT_CODE`, else 0.

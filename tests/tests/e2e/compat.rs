@@ -1645,18 +1645,6 @@ spec:
         assert!(answer.contains("Hello"), "{}: {answer}", kc.version);
         drop(forward);
     }
-
-    // attach is not served, with a message that says what to use instead, for both clients.
-    for kc in [&new, &old] {
-        let stderr = kc.fails(&wharf, &["attach", &wasm_pod]);
-        assert!(
-            stderr.contains(
-                "attach is not supported by Wharf: use `kubectl exec` or `kubectl logs -f`"
-            ),
-            "{}: {stderr}",
-            kc.version
-        );
-    }
 }
 
 #[test]

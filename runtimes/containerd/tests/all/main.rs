@@ -6,6 +6,7 @@
 //! `tests/fixtures/forever.rs` (a static program that stops on SIGTERM, even as PID 1, and
 //! is also the exec command: `/forever hello ...`).
 
+mod attach;
 mod exec;
 mod import;
 mod lifecycle;

@@ -2,6 +2,7 @@
 //! cache, and in-process HTTP. Guests are the samples built by `make samples` and small WAT
 //! modules written here for the hostile cases.
 
+mod attach;
 mod hostile;
 mod http;
 
