@@ -225,6 +225,7 @@ pub fn validate(resource: &Resource, object: &Value) -> Vec<Cause> {
         "Job" => validate_job(object, &mut causes),
         "Service" => validate_service(object, &mut causes),
         "HorizontalPodAutoscaler" => validate_horizontal_pod_autoscaler(object, &mut causes),
+        "PodDisruptionBudget" => validate_pod_disruption_budget(object, &mut causes),
         "ConfigMap" | "Secret" => {
             for field in ["data", "binaryData", "stringData"] {
                 if let Some(map) = object.get(field).and_then(Value::as_object) {
@@ -479,6 +480,51 @@ fn validate_service(object: &Value, causes: &mut Vec<Cause>) {
 /// Kubernetes' HPA validation (autoscaling/v2), except that `minReplicas: 0` is allowed: Wharf
 /// scales idle workloads to zero (Kubernetes allows it only behind the `HPAScaleToZero`
 /// feature gate).
+/// A PodDisruptionBudget: at most one of minAvailable and maxUnavailable, each a
+/// non-negative number or a percentage of at most 100%, as Kubernetes validates them.
+fn validate_pod_disruption_budget(object: &Value, causes: &mut Vec<Cause>) {
+    let spec = &object["spec"];
+    if !spec["minAvailable"].is_null() && !spec["maxUnavailable"].is_null() {
+        causes.push(Cause::invalid(
+            "spec",
+            "",
+            "minAvailable and maxUnavailable cannot be both set",
+        ));
+    }
+    for field in ["minAvailable", "maxUnavailable"] {
+        let value = &spec[field];
+        let valid = match value {
+            Value::Null => true,
+            Value::Number(n) => n.as_i64().is_some_and(|n| n >= 0),
+            Value::String(text) => text
+                .strip_suffix('%')
+                .and_then(|p| p.parse::<u32>().ok())
+                .is_some_and(|p| p <= 100),
+            _ => false,
+        };
+        if !valid {
+            let shown = value
+                .as_str()
+                .map_or_else(|| value.to_string(), str::to_owned);
+            causes.push(Cause::invalid(
+                &format!("spec.{field}"),
+                &shown,
+                "must be a non-negative integer or a percentage between 0% and 100%",
+            ));
+        }
+    }
+    match spec["unhealthyPodEvictionPolicy"].as_str() {
+        None | Some("IfHealthyBudget" | "AlwaysAllow") => {}
+        Some(other) => causes.push(Cause {
+            reason: "FieldValueNotSupported",
+            field: "spec.unhealthyPodEvictionPolicy".into(),
+            message: format!(
+                "Unsupported value: {other:?}: supported values: \"AlwaysAllow\", \"IfHealthyBudget\""
+            ),
+        }),
+    }
+}
+
 fn validate_horizontal_pod_autoscaler(object: &Value, causes: &mut Vec<Cause>) {
     let spec = &object["spec"];
     for member in ["kind", "name"] {

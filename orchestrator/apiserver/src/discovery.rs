@@ -289,6 +289,13 @@ fn subresources(resource: &resources::Resource) -> Vec<Subresource> {
             kind: "Binding",
             verbs: &["create"],
         });
+        // kubectl drain evicts through this when it is listed, honouring disruption budgets.
+        out.push(Subresource {
+            name: "eviction",
+            group_version: Some(("policy", "v1")),
+            kind: "Eviction",
+            verbs: &["create"],
+        });
         out.push(Subresource {
             name: "log",
             group_version: None,
@@ -548,7 +555,7 @@ mod tests {
             .iter()
             .map(|s| s["subresource"].as_str().unwrap())
             .collect();
-        assert_eq!(names, ["binding", "log", "status"]);
+        assert_eq!(names, ["binding", "eviction", "log", "status"]);
         let namespaces = core["versions"][0]["resources"]
             .as_array()
             .unwrap()

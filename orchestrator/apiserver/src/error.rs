@@ -115,6 +115,10 @@ pub enum ApiError {
     /// 422: the object fails validation.
     #[error("{} {:?} is invalid: {}", .0.kind, .0.name, join_causes(.1))]
     Invalid(Subject, Vec<Cause>),
+    /// 429: the request may succeed later (an eviction a disruption budget forbids now):
+    /// the message, and causes of type `reason` with their messages.
+    #[error("{0}")]
+    TooManyRequests(String, Vec<Cause>),
     /// 500: an internal failure; the detail is logged, not sent.
     #[error("an internal error occurred")]
     Internal(String),
@@ -150,6 +154,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Invalid(..) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::TooManyRequests(..) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -168,6 +173,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "RequestEntityTooLarge",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
             ApiError::Invalid(..) => "Invalid",
+            ApiError::TooManyRequests(..) => "TooManyRequests",
             ApiError::Internal(_) => "InternalError",
             ApiError::Unavailable(_) => "ServiceUnavailable",
         }
@@ -204,6 +210,12 @@ impl ApiError {
                     .collect();
             }
             status["details"] = details;
+        }
+        if let ApiError::TooManyRequests(_, causes) = self {
+            status["details"] = json!({"causes": causes
+                .iter()
+                .map(|c| json!({"reason": c.reason, "message": c.message}))
+                .collect::<Vec<_>>()});
         }
         if let ApiError::ApplyConflict(_, causes) = self {
             status["details"] = json!({"causes": causes

@@ -107,7 +107,7 @@ pub fn parse_target(group: &str, version: &str, rest: &[&str]) -> Result<Target,
         let supported = match sub.as_str() {
             "status" => target.resource.has_status,
             "scale" => target.resource.has_scale,
-            "binding" => target.resource.has_binding(),
+            "binding" | "eviction" => target.resource.has_binding(),
             "log" | "exec" | "attach" | "portforward" => target.resource.kind == "Pod",
             _ => false,
         };
@@ -395,6 +395,21 @@ async fn handle(
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok()),
     )?);
+    if let (Some("eviction"), Some(name), Some(namespace)) = (
+        target.subresource.as_deref(),
+        target.name.as_deref(),
+        namespace,
+    ) {
+        if method != Method::POST {
+            return Err(ApiError::MethodNotSupported(format!(
+                "the server does not allow this method on the requested resource ({method} {}/eviction)",
+                resource.plural
+            )));
+        }
+        let body = read_body(request).await?;
+        let eviction = decode_body(&headers, &body)?;
+        return crate::eviction::evict(registry, namespace, name, &eviction, &query).await;
+    }
     if let (Some("binding"), Some(name), Some(namespace)) = (
         target.subresource.as_deref(),
         target.name.as_deref(),
@@ -817,6 +832,12 @@ pub(crate) fn delete_options(query: &Query, body: &[u8]) -> Result<DeleteOptions
         serde_json::from_slice(body)
             .map_err(|e| ApiError::BadRequest(format!("invalid DeleteOptions: {e}")))?
     };
+    Ok(delete_options_of(query, &from_body))
+}
+
+/// The options of a delete from the query and a decoded DeleteOptions object (a DELETE's
+/// body, an Eviction's `deleteOptions`).
+pub(crate) fn delete_options_of(query: &Query, from_body: &Value) -> DeleteOptions {
     let text = |v: &Value| v.as_str().map(str::to_owned);
     let dry_run = query.get("dryRun").is_some_and(|v| v == "All")
         || from_body["dryRun"]
@@ -836,7 +857,7 @@ pub(crate) fn delete_options(query: &Query, body: &[u8]) -> Result<DeleteOptions
             None => None,
         };
     }
-    Ok(DeleteOptions {
+    DeleteOptions {
         propagation_policy,
         precondition_uid: text(&from_body["preconditions"]["uid"]),
         precondition_resource_version: text(&from_body["preconditions"]["resourceVersion"]),
@@ -845,7 +866,7 @@ pub(crate) fn delete_options(query: &Query, body: &[u8]) -> Result<DeleteOptions
             .get("gracePeriodSeconds")
             .and_then(|g| g.parse().ok())
             .or_else(|| from_body["gracePeriodSeconds"].as_u64()),
-    })
+    }
 }
 
 /// Reads the body, refusing more than [`MAX_BODY_BYTES`].

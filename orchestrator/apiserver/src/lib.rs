@@ -12,6 +12,7 @@ pub mod client;
 pub mod discovery;
 pub mod encryption;
 pub mod error;
+pub mod eviction;
 pub mod fieldmanager;
 pub mod hpa_v1;
 pub mod http;

@@ -137,7 +137,7 @@ fn resource_paths(resource: &Resource, paths: &mut Map<String, Value>) {
 /// returning the name of its definition (Kubernetes' own, e.g. `io.k8s.api.apps.v1.Deployment`).
 fn add_kind_schema(resource: &Resource, generator: &mut SchemaGenerator) -> Option<String> {
     use k8s_openapi::api::{
-        apps, autoscaling, batch, coordination, core, discovery, networking, node,
+        apps, autoscaling, batch, coordination, core, discovery, networking, node, policy,
     };
     let reference = match (resource.group, resource.version, resource.kind) {
         ("", "v1", "Namespace") => generator.subschema_for::<core::v1::Namespace>(),
@@ -165,6 +165,9 @@ fn add_kind_schema(resource: &Resource, generator: &mut SchemaGenerator) -> Opti
         }
         ("networking.k8s.io", "v1", "Ingress") => {
             generator.subschema_for::<networking::v1::Ingress>()
+        }
+        ("policy", "v1", "PodDisruptionBudget") => {
+            generator.subschema_for::<policy::v1::PodDisruptionBudget>()
         }
         _ => return None,
     };

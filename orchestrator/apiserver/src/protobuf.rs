@@ -547,6 +547,27 @@ const SELF_SUBJECT_REVIEW: &[Field] = &[
     field(2, "status", Ty::Ignored),
 ];
 
+/// policy/v1 Eviction (`kubectl drain` posts one per pod to `pods/NAME/eviction`).
+const EVICTION: &[Field] = &[
+    field(1, "metadata", Ty::Message(OBJECT_META)),
+    field(2, "deleteOptions", Ty::Message(DELETE_OPTIONS)),
+];
+
+/// policy/v1 PodDisruptionBudgetSpec.
+const POD_DISRUPTION_BUDGET_SPEC: &[Field] = &[
+    field(1, "minAvailable", Ty::IntOrString),
+    field(2, "selector", Ty::Message(LABEL_SELECTOR)),
+    field(3, "maxUnavailable", Ty::IntOrString),
+    pointer(4, "unhealthyPodEvictionPolicy", Ty::Str),
+];
+
+/// policy/v1 PodDisruptionBudget (`kubectl create poddisruptionbudget`).
+const POD_DISRUPTION_BUDGET: &[Field] = &[
+    field(1, "metadata", Ty::Message(OBJECT_META)),
+    field(2, "spec", Ty::Message(POD_DISRUPTION_BUDGET_SPEC)),
+    field(3, "status", Ty::Ignored),
+];
+
 /// Whether `body` is a Kubernetes protobuf body (by its magic number).
 pub fn is_protobuf(body: &[u8]) -> bool {
     body.starts_with(MAGIC)
@@ -563,6 +584,8 @@ const KINDS: &[(&str, &str, &[Field])] = &[
     ("v1", "Service", SERVICE),
     ("apps/v1", "Deployment", DEPLOYMENT),
     ("batch/v1", "Job", JOB),
+    ("policy/v1", "Eviction", EVICTION),
+    ("policy/v1", "PodDisruptionBudget", POD_DISRUPTION_BUDGET),
     (
         "autoscaling/v2",
         "HorizontalPodAutoscaler",

@@ -153,6 +153,7 @@ pub static RESOURCES: &[Resource] = &[
     resource!("coordination.k8s.io", "v1", "Lease", "leases", "lease", namespaced: true, short: [], status: false, scale: false, api::coordination::v1::Lease),
     resource!("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", namespaced: true, short: [], status: false, scale: false, api::discovery::v1::EndpointSlice),
     resource!("networking.k8s.io", "v1", "Ingress", "ingresses", "ingress", namespaced: true, short: ["ing"], status: true, scale: false, api::networking::v1::Ingress),
+    resource!("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget", namespaced: true, short: ["pdb"], status: true, scale: false, api::policy::v1::PodDisruptionBudget),
 ];
 
 /// Finds a resource by group, version and plural name.

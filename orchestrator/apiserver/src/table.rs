@@ -105,6 +105,13 @@ fn columns(kind: &str) -> Vec<Column> {
             col("Kernel-Version", "string", 1),
             col("Container-Runtime", "string", 1),
         ],
+        "PodDisruptionBudget" => vec![
+            name,
+            col("Min Available", "string", 0),
+            col("Max Unavailable", "string", 0),
+            col("Allowed Disruptions", "integer", 0),
+            age,
+        ],
         "HorizontalPodAutoscaler" => vec![
             name,
             col("Reference", "string", 0),
@@ -532,6 +539,21 @@ fn cells(kind: &str, object: &Value, now: k8s_openapi::jiff::Timestamp) -> Vec<V
                 json!(template_containers(object, "name")),
                 json!(template_containers(object, "image")),
                 json!(label_selector(object.pointer("/spec/selector"))),
+            ]
+        }
+        "PodDisruptionBudget" => {
+            // As kubectl prints them: a number or a percentage, else N/A.
+            let bound = |pointer: &str| match object.pointer(pointer) {
+                Some(Value::Number(n)) => n.to_string(),
+                Some(Value::String(s)) => s.clone(),
+                _ => "N/A".to_owned(),
+            };
+            vec![
+                name,
+                json!(bound("/spec/minAvailable")),
+                json!(bound("/spec/maxUnavailable")),
+                json!(int("/status/disruptionsAllowed")),
+                age,
             ]
         }
         "HorizontalPodAutoscaler" => vec![

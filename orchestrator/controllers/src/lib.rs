@@ -24,6 +24,7 @@
 
 pub mod binder;
 pub mod deployment;
+pub mod disruption;
 pub mod endpoints;
 pub mod events;
 pub mod gc;

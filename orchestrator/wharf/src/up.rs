@@ -202,6 +202,10 @@ pub async fn run(args: ServeArgs, mode: Mode) -> Result<()> {
             registry.clone(),
             server.stopping(),
         )),
+        tokio::spawn(wharf_controllers::disruption::run(
+            registry.clone(),
+            server.stopping(),
+        )),
         tokio::spawn(wharf_controllers::scheduler::run(
             registry.clone(),
             args.scheduler_policy,

@@ -670,6 +670,15 @@ fn kubectl_create_makes_every_supported_kind_and_refuses_the_others_clearly() {
         for (out, line) in expected {
             assert!(out.contains(line), "{v}: {out}");
         }
+        // kubectl 1.20 creates PodDisruptionBudgets as policy/v1beta1, which Kubernetes no
+        // longer serves (since 1.25) and neither does Wharf; 1.37 sends policy/v1 protobuf.
+        if v == "1.37" {
+            let out = create(&["pdb", "pdb", "--selector=app=d", "--min-available=50%"]);
+            assert!(
+                out.contains("poddisruptionbudget.policy/pdb created"),
+                "{v}: {out}"
+            );
+        }
         let out = kc.ok(
             &wharf,
             &[
@@ -2092,8 +2101,56 @@ fn kubectl_cordons_drains_and_uncordons_the_node() {
     };
     until("2 pods running", 60, || running(&new) == 2);
 
-    // 1.37 deletes with protobuf DeleteOptions; 1.20 with JSON. Both cordon, delete every pod
-    // of the node, and leave the node unschedulable, so the replacements wait.
+    // A PodDisruptionBudget that needs both pods: drain refuses to evict either (kubectl
+    // retries the 429 until its timeout) and nothing is deleted. `kubectl get pdb` shows it.
+    let pdb = dir.path().join("pdb.yaml");
+    std::fs::write(
+        &pdb,
+        "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: drained}\n\
+         spec:\n  minAvailable: 2\n  selector: {matchLabels: {app: drained}}\n",
+    )
+    .unwrap();
+    new.ok(&wharf, &["apply", "-f", pdb.to_str().unwrap()]);
+    until("the budget's status", 30, || {
+        new.ok(
+            &wharf,
+            &[
+                "get",
+                "pdb",
+                "drained",
+                "-o",
+                "jsonpath={.status.currentHealthy}",
+            ],
+        ) == "2"
+    });
+    let table = new.ok(&wharf, &["get", "pdb"]);
+    assert!(
+        table.contains("MIN AVAILABLE") && table.contains("ALLOWED DISRUPTIONS"),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()[..4] == ["drained", "2", "N/A", "0"]),
+        "{table}"
+    );
+    for kc in [&new, &old] {
+        let refused = kc.fails(
+            &wharf,
+            &["drain", &node, "--ignore-daemonsets", "--timeout=4s"],
+        );
+        assert!(
+            refused.contains("Cannot evict pod as it would violate the pod's disruption budget"),
+            "{}: {refused}",
+            kc.version
+        );
+        assert_eq!(running(kc), 2, "{}: the budget kept both pods", kc.version);
+        kc.ok(&wharf, &["uncordon", &node]);
+    }
+    new.ok(&wharf, &["delete", "pdb", "drained"]);
+
+    // 1.37 evicts (its DeleteOptions in protobuf Evictions); 1.20 with JSON. Both cordon,
+    // evict every pod of the node, and leave the node unschedulable, so the replacements wait.
     for kc in [&new, &old] {
         let out = kc.ok(
             &wharf,
@@ -2105,15 +2162,20 @@ fn kubectl_cordons_drains_and_uncordons_the_node() {
                 "--timeout=60s",
             ],
         );
-        // kubectl 1.20 ends with "node/NAME deleted": its printer keeps the verb of the last
-        // pod it deleted (a client bug; it sends no DELETE for the node, checked below).
+        // kubectl 1.20 ends with "node/NAME evicted": its printer keeps the verb of the last
+        // pod it evicted (a client bug; it sends nothing for the node, checked below).
         let done = if kc.version == "1.20" {
-            "deleted"
+            "evicted"
         } else {
             "drained"
         };
         assert!(
             out.contains(&format!("node/{node} {done}")),
+            "{}: {out}",
+            kc.version
+        );
+        assert!(
+            out.contains("evicting pod default/drained-"),
             "{}: {out}",
             kc.version
         );

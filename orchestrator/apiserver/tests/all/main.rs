@@ -13,6 +13,7 @@ mod deployments;
 mod discovery;
 mod encryption;
 mod errors;
+mod eviction;
 mod finalizers;
 mod lists;
 mod patches;
