@@ -1449,16 +1449,7 @@ pub async fn run(registry: Registry, events: EventRecorder, stopping: impl Futur
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const NOW: i64 = 1_800_000_000;
-
-    fn now() -> Timestamp {
-        Timestamp::from_second(NOW).unwrap()
-    }
-
-    fn at(offset: i64) -> Timestamp {
-        Timestamp::from_second(NOW + offset).unwrap()
-    }
+    use crate::testing::*;
 
     fn deployment(replicas: i32, image: &str) -> Deployment {
         serde_json::from_value(json!({

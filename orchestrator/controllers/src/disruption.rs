@@ -512,20 +512,8 @@ pub async fn run(registry: Registry, stopping: impl Future<Output = ()>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::*;
     use serde_json::{Value, json};
-
-    const NOW: i64 = 1_800_000_000;
-
-    fn now() -> Timestamp {
-        Timestamp::from_second(NOW).unwrap()
-    }
-
-    fn time(offset: i64) -> String {
-        Timestamp::from_second(NOW + offset)
-            .unwrap()
-            .strftime("%Y-%m-%dT%H:%M:%SZ")
-            .to_string()
-    }
 
     fn budget(spec: Value) -> PodDisruptionBudget {
         serde_json::from_value(json!({
@@ -921,12 +909,7 @@ mod tests {
     #[tokio::test]
     async fn a_pass_writes_the_status_once_through_the_status_subresource() {
         let dir = tempfile::tempdir().unwrap();
-        let store = wharf_store::RedbStore::open(
-            dir.path().join("wharf.redb"),
-            wharf_store::StoreConfig::default(),
-        )
-        .unwrap();
-        let registry = Registry::new(std::sync::Arc::new(store));
+        let registry = registry_in(dir.path());
         wharf_apiserver::bootstrap::ensure_bootstrap_objects(&registry)
             .await
             .unwrap();

@@ -353,12 +353,7 @@ mod tests {
     #[tokio::test]
     async fn recorded_events_are_written_to_the_store_in_the_background() {
         let dir = tempfile::tempdir().unwrap();
-        let store = wharf_store::RedbStore::open(
-            dir.path().join("wharf.redb"),
-            wharf_store::StoreConfig::default(),
-        )
-        .unwrap();
-        let registry = Registry::new(Arc::new(store));
+        let registry = crate::testing::registry_in(dir.path());
         wharf_apiserver::bootstrap::ensure_bootstrap_objects(&registry)
             .await
             .unwrap();

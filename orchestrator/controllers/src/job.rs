@@ -699,21 +699,8 @@ pub fn job_labels(name: &str, uid: &str) -> BTreeMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::*;
     use serde_json::Value;
-
-    const NOW: i64 = 1_800_000_000;
-
-    fn now() -> Timestamp {
-        Timestamp::from_second(NOW).unwrap()
-    }
-
-    fn at(offset: i64) -> Timestamp {
-        Timestamp::from_second(NOW + offset).unwrap()
-    }
-
-    fn time(offset: i64) -> String {
-        at(offset).strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
-    }
 
     fn merge(target: &mut Value, patch: Value) {
         match (target, patch) {

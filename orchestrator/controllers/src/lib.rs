@@ -585,6 +585,41 @@ pub(crate) async fn create_pods(
     Ok(())
 }
 
+/// What the controllers' unit tests share: a fixed clock and a fresh registry.
+#[cfg(test)]
+pub(crate) mod testing {
+    use k8s_openapi::jiff::Timestamp;
+    use wharf_apiserver::registry::Registry;
+
+    /// The tests' "now", in seconds since the epoch.
+    pub const NOW: i64 = 1_800_000_000;
+
+    /// [`NOW`] as a timestamp.
+    pub fn now() -> Timestamp {
+        at(0)
+    }
+
+    /// `offset` seconds after [`NOW`] (before, if negative).
+    pub fn at(offset: i64) -> Timestamp {
+        Timestamp::from_second(NOW + offset).unwrap()
+    }
+
+    /// [`at`] as Kubernetes writes times (RFC 3339, seconds).
+    pub fn time(offset: i64) -> String {
+        at(offset).strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    }
+
+    /// A registry over a fresh redb store in `dir`.
+    pub fn registry_in(dir: &std::path::Path) -> Registry {
+        let store = wharf_store::RedbStore::open(
+            dir.join("wharf.redb"),
+            wharf_store::StoreConfig::default(),
+        )
+        .unwrap();
+        Registry::new(std::sync::Arc::new(store))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -696,12 +731,7 @@ mod tests {
         outcome: impl Fn(usize) -> PassOutcome,
     ) -> Vec<(Duration, Option<BTreeSet<String>>)> {
         let dir = tempfile::tempdir().unwrap();
-        let store = wharf_store::RedbStore::open(
-            dir.path().join("wharf.redb"),
-            wharf_store::StoreConfig::default(),
-        )
-        .unwrap();
-        let registry = Registry::new(std::sync::Arc::new(store));
+        let registry = crate::testing::registry_in(dir.path());
         let started = tokio::time::Instant::now();
         let calls = std::sync::Mutex::new(Vec::new());
         let pass = |scope| {

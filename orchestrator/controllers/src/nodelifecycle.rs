@@ -723,17 +723,9 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::*;
 
-    const NOW: i64 = 1_800_000_000;
     const GRACE: Duration = Duration::from_secs(40);
-
-    fn at(offset: i64) -> Timestamp {
-        Timestamp::from_second(NOW + offset).unwrap()
-    }
-
-    fn time(offset: i64) -> String {
-        at(offset).strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
-    }
 
     fn config() -> NodeLifecycleConfig {
         NodeLifecycleConfig { grace: GRACE }

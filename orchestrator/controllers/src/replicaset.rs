@@ -502,20 +502,8 @@ pub async fn run(registry: Registry, events: EventRecorder, stopping: impl Futur
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::*;
     use serde_json::Value;
-
-    const NOW: i64 = 1_800_000_000;
-
-    fn now() -> Timestamp {
-        Timestamp::from_second(NOW).unwrap()
-    }
-
-    fn time(offset: i64) -> String {
-        Timestamp::from_second(NOW + offset)
-            .unwrap()
-            .strftime("%Y-%m-%dT%H:%M:%SZ")
-            .to_string()
-    }
 
     fn replica_set(replicas: i32) -> ReplicaSet {
         serde_json::from_value(json!({
