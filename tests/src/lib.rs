@@ -331,6 +331,11 @@ impl Wharf {
         .unwrap();
     }
 
+    /// Uploads the OCI image archive `path` (`wharf image import`), named by the archive.
+    pub fn import_image(&self, path: &Path) {
+        run(self.cli().args(["image", "import"]).arg(path)).unwrap();
+    }
+
     /// The `wharf` CLI pointed at this Wharf (its kubeconfig).
     pub fn cli(&self) -> Command {
         let mut command = Command::new(wharf_bin());

@@ -48,7 +48,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetStatus};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, OwnerReference, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use serde_json::json;
@@ -56,7 +56,7 @@ use wharf_apiserver::registry::{Part, Registry, WriteOptions};
 use wharf_apiserver::resources::{self, Resource};
 use wharf_apiserver::{ApiError, meta};
 
-use crate::{PassOutcome, drive, is_deleting, label_map, list_typed};
+use crate::{PassOutcome, controller_of, drive, is_deleting, label_map, list_typed};
 
 /// The type of the budget's one condition.
 pub const DISRUPTION_ALLOWED: &str = "DisruptionAllowed";
@@ -292,16 +292,6 @@ fn expected_scale(matched: &[&Pod], workloads: Workloads<'_>) -> i32 {
         .fold(others, |sum, scale| sum.saturating_add(*scale))
 }
 
-/// The owner reference marked `controller: true`, if any.
-fn controller_of(metadata: &ObjectMeta) -> Option<&OwnerReference> {
-    metadata
-        .owner_references
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        .find(|r| r.controller == Some(true))
-}
-
 /// The uid and scale of the controller a pod's controller reference names: a ReplicaSet's, or
 /// that of the Deployment controlling it. `None` for other kinds and for controllers not found.
 fn controller_scale<'a>(
@@ -513,6 +503,7 @@ pub async fn run(registry: Registry, stopping: impl Future<Output = ()>) {
 mod tests {
     use super::*;
     use crate::testing::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
     use serde_json::{Value, json};
 
     fn budget(spec: Value) -> PodDisruptionBudget {

@@ -243,15 +243,19 @@ pub fn group_by_controller<T: k8s_openapi::Metadata<Ty = ObjectMeta>>(
     (owned, orphans)
 }
 
-/// The uid of the object's controller (the owner reference with `controller: true`), if any.
-pub fn controller_uid(metadata: &ObjectMeta) -> Option<&str> {
+/// The object's controller: the owner reference with `controller: true`, if any.
+pub fn controller_of(metadata: &ObjectMeta) -> Option<&OwnerReference> {
     metadata
         .owner_references
         .as_deref()
         .unwrap_or_default()
         .iter()
         .find(|r| r.controller == Some(true))
-        .map(|r| r.uid.as_str())
+}
+
+/// The uid of the object's controller ([`controller_of`]), if any.
+pub fn controller_uid(metadata: &ObjectMeta) -> Option<&str> {
+    controller_of(metadata).map(|r| r.uid.as_str())
 }
 
 /// Whether the object has a deletionTimestamp.

@@ -137,20 +137,6 @@ struct Container {
     streams: Option<TaskStreams>,
 }
 
-impl Container {
-    /// `InvalidState` for `operation` unless the container runs.
-    fn check_running(&self, id: &str, operation: &'static str) -> Result<(), RuntimeError> {
-        match self.life.borrow().state() {
-            ContainerState::Running => Ok(()),
-            state => Err(RuntimeError::InvalidState {
-                id: id.to_owned(),
-                state: state.name(),
-                operation,
-            }),
-        }
-    }
-}
-
 /// The containers of a runtime, shared with the tasks that watch them.
 type Containers = Arc<Mutex<HashMap<String, Container>>>;
 
@@ -295,7 +281,9 @@ impl ContainerdRuntime {
 
     /// `NotFound` or `InvalidState` unless container `id` runs: what an exec needs.
     fn check_running_for_exec(&self, id: &str) -> Result<(), RuntimeError> {
-        self.with_container(id, |container| container.check_running(id, "exec"))
+        self.with_container(id, |container| {
+            container.life.borrow().check_running("exec")
+        })
     }
 
     /// Creates and starts the task of a container whose lifecycle is already Running; returns
@@ -903,7 +891,7 @@ impl Runtime for ContainerdRuntime {
 
     async fn attach(&self, id: &str, stdin: bool) -> Result<ExecSession, RuntimeError> {
         let (streams, stdio, life) = self.with_container(id, |container| {
-            container.check_running(id, "attach")?;
+            container.life.borrow().check_running("attach")?;
             // Running without streams: the task is still being started, or its FIFOs could
             // not be opened again after a restart.
             let streams = container.streams.clone().ok_or_else(|| {

@@ -390,18 +390,21 @@ mod tests {
         assert!(user(Some("nobody")).unwrap_err().contains("numeric"));
     }
 
+    /// The runtime spec of `config` on `image`, on the host network.
+    fn spec_for(config: &ContainerConfig, image: &RunConfig) -> Value {
+        runtime_spec(&SpecInput {
+            config,
+            image,
+            cgroups_path: "/wharf/c1".into(),
+            host_network_files: Vec::new(),
+        })
+        .unwrap()
+    }
+
     #[test]
     fn a_tty_container_runs_on_a_terminal_with_a_terminal_type() {
         let image = image(&["/app"], &[]);
-        let spec_of = |config: &ContainerConfig| {
-            runtime_spec(&SpecInput {
-                config,
-                image: &image,
-                cgroups_path: "/wharf/c1".into(),
-                host_network_files: Vec::new(),
-            })
-            .unwrap()
-        };
+        let spec_of = |config: &ContainerConfig| spec_for(config, &image);
         let plain = spec_of(&config());
         assert_eq!(plain["process"]["terminal"], false);
         assert!(!plain["process"]["env"].to_string().contains("TERM="));
@@ -475,15 +478,7 @@ mod tests {
     fn the_pod_sets_working_directory_user_and_group_over_the_image() {
         let mut image = image(&["/app"], &[]);
         image.user = Some("1000:100".into());
-        let spec_of = |config: &ContainerConfig| {
-            runtime_spec(&SpecInput {
-                config,
-                image: &image,
-                cgroups_path: "/wharf/c1".into(),
-                host_network_files: Vec::new(),
-            })
-            .unwrap()
-        };
+        let spec_of = |config: &ContainerConfig| spec_for(config, &image);
         let defaults = spec_of(&config());
         assert_eq!(defaults["process"]["cwd"], "/srv");
         assert_eq!(

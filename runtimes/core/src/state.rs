@@ -74,17 +74,14 @@ impl Lifecycle {
 
     /// Whether a signal may be sent: only to a running container.
     pub fn check_signal(&self) -> Result<(), RuntimeError> {
-        match self.state {
-            ContainerState::Running => Ok(()),
-            _ => Err(self.invalid("signal")),
-        }
+        self.check_running("signal")
     }
 
-    /// Whether one may attach to the container: only while it runs.
-    pub fn check_attach(&self) -> Result<(), RuntimeError> {
+    /// `InvalidState` for `operation` (exec, attach, ...) unless the container runs.
+    pub fn check_running(&self, operation: &'static str) -> Result<(), RuntimeError> {
         match self.state {
             ContainerState::Running => Ok(()),
-            _ => Err(self.invalid("attach")),
+            _ => Err(self.invalid(operation)),
         }
     }
 

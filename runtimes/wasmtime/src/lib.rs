@@ -511,7 +511,7 @@ impl Runtime for WasmtimeRuntime {
     /// component's session follows what its requests' instances write, without stdin.
     async fn attach(&self, id: &str, stdin: bool) -> Result<ExecSession, RuntimeError> {
         let (log, life, writer, tty) = self.with_container(id, |container| {
-            container.life.borrow().check_attach()?;
+            container.life.borrow().check_running("attach")?;
             // A running guest was started, which opened its log.
             let log = container
                 .log

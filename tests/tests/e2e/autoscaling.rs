@@ -251,11 +251,7 @@ fn usage_hpa_scale_to_zero_and_wake_up_act_the_same_on_wasm_and_container_pods()
         .arg(samples_out().join("hello-http.wasm"))
         .args(["--name", "hello-http:latest"]))
     .unwrap();
-    run(wharf
-        .cli()
-        .args(["image", "import"])
-        .arg(samples_out().join("hello-container.tar")))
-    .unwrap();
+    wharf.import_image(&samples_out().join("hello-container.tar"));
 
     autoscales_like_kubernetes(&wharf, "wasm-fn", "hello-http:latest", "wasmtime");
     autoscales_like_kubernetes(&wharf, "ctr-fn", "hello-container:latest", "runc");

@@ -1548,7 +1548,7 @@ fn kubectl_1_37_and_1_20_exec_and_port_forward() {
     let wharf =
         Wharf::start_isolated_with(&dir.path().join("data"), &["--containerd", "managed"]).unwrap();
     let archive = busybox_archive(dir.path());
-    run(wharf.cli().args(["image", "import"]).arg(&archive)).unwrap();
+    wharf.import_image(&archive);
     wharf.push_sample("hello-http.wasm", "hello-http:latest");
     let [new, old] = both();
     let shell = "apiVersion: v1

@@ -36,11 +36,7 @@ fn the_container_sample_runs_through_managed_containerd_restarts_and_cleans_up()
     let dir = tempfile::tempdir().unwrap();
     let wharf =
         Wharf::start_isolated_with(&dir.path().join("data"), &["--containerd", "managed"]).unwrap();
-    run(wharf
-        .cli()
-        .args(["image", "import"])
-        .arg(samples_out().join("hello-container.tar")))
-    .unwrap();
+    wharf.import_image(&samples_out().join("hello-container.tar"));
     run(wharf
         .kubectl()
         .args(["apply", "-f"])
@@ -191,11 +187,7 @@ fn running_containers_survive_a_wharf_restart_and_are_taken_over() {
     let dir = tempfile::tempdir().unwrap();
     let mut wharf =
         Wharf::start_isolated_with(&dir.path().join("data"), &["--containerd", "managed"]).unwrap();
-    run(wharf
-        .cli()
-        .args(["image", "import"])
-        .arg(samples_out().join("hello-container.tar")))
-    .unwrap();
+    wharf.import_image(&samples_out().join("hello-container.tar"));
     run(wharf
         .kubectl()
         .args(["apply", "-f"])
@@ -389,11 +381,7 @@ fn a_containerd_that_dies_is_reported_on_the_node_and_pods_and_recovered_when_it
         &["--containerd", &socket, "--node-name", "node-a"],
     )
     .unwrap();
-    run(wharf
-        .cli()
-        .args(["image", "import"])
-        .arg(samples_out().join("hello-container.tar")))
-    .unwrap();
+    wharf.import_image(&samples_out().join("hello-container.tar"));
     run(wharf
         .kubectl()
         .args(["apply", "-f"])

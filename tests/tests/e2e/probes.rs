@@ -282,11 +282,7 @@ fn liveness_readiness_and_startup_probes_act_the_same_on_wasm_and_container_pods
         .arg(samples_out().join("hello-http.wasm"))
         .args(["--name", "hello-http:latest"]))
     .unwrap();
-    run(wharf
-        .cli()
-        .args(["image", "import"])
-        .arg(samples_out().join("hello-container.tar")))
-    .unwrap();
+    wharf.import_image(&samples_out().join("hello-container.tar"));
     probes_behave_like_kubernetes(&wharf, "wasm", "hello-http:latest", "wasmtime");
     probes_behave_like_kubernetes(&wharf, "ctr", "hello-container:latest", "runc");
 

@@ -105,11 +105,7 @@ fn secret_env_vars_of_containers_stay_off_disk_and_their_metadata_survives_a_res
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut wharf = Wharf::start_isolated_with(&data, &["--containerd", "managed"]).unwrap();
-    run(wharf
-        .cli()
-        .args(["image", "import"])
-        .arg(samples_out().join("hello-container.tar")))
-    .unwrap();
+    wharf.import_image(&samples_out().join("hello-container.tar"));
     let value = random_value();
     run(wharf.kubectl().args([
         "create",

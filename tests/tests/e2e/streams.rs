@@ -51,11 +51,7 @@ fn kubectl_exec_runs_commands_in_container_pods_and_explains_wasm_pods() {
     let dir = tempfile::tempdir().unwrap();
     let wharf =
         Wharf::start_isolated_with(&dir.path().join("data"), &["--containerd", "managed"]).unwrap();
-    run(wharf
-        .cli()
-        .args(["image", "import"])
-        .arg(busybox_archive(dir.path())))
-    .unwrap();
+    wharf.import_image(&busybox_archive(dir.path()));
     let manifest = dir.path().join("shell.yaml");
     std::fs::write(&manifest, SHELL_POD).unwrap();
     run(wharf.kubectl().args(["apply", "-f"]).arg(&manifest)).unwrap();
@@ -193,11 +189,7 @@ fn kubectl_port_forward_reaches_container_and_wasm_pods() {
     let dir = tempfile::tempdir().unwrap();
     let wharf =
         Wharf::start_isolated_with(&dir.path().join("data"), &["--containerd", "managed"]).unwrap();
-    run(wharf
-        .cli()
-        .args(["image", "import"])
-        .arg(samples_out().join("hello-container.tar")))
-    .unwrap();
+    wharf.import_image(&samples_out().join("hello-container.tar"));
     run(wharf
         .kubectl()
         .args(["apply", "-f"])
@@ -295,22 +287,14 @@ fn kubectl_run_i_and_attach_connect_to_the_pods_own_process_on_both_runtimes() {
     let dir = tempfile::tempdir().unwrap();
     let wharf =
         Wharf::start_isolated_with(&dir.path().join("data"), &["--containerd", "managed"]).unwrap();
-    run(wharf
-        .cli()
-        .args(["image", "import"])
-        .arg(samples_out().join("hello-job-container.tar")))
-    .unwrap();
+    wharf.import_image(&samples_out().join("hello-job-container.tar"));
     wharf.push_sample("hello-job.wasm", "hello-job:latest");
     let images = [
         ("container", "hello-job-container:latest"),
         ("wasm", "hello-job:latest"),
     ];
 
-    run(wharf
-        .cli()
-        .args(["image", "import"])
-        .arg(busybox_archive(dir.path())))
-    .unwrap();
+    wharf.import_image(&busybox_archive(dir.path()));
 
     // `kubectl run -i --rm`: the pod's stdin is the client's (until its end, `stdinOnce`), its
     // output comes back, kubectl exits with the container's code, and the pod is deleted when

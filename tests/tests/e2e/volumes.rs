@@ -22,11 +22,7 @@ fn start_with_samples(data: &Path) -> Wharf {
         .arg(samples_out().join("hello-http.wasm"))
         .args(["--name", "hello-http:latest"]))
     .unwrap();
-    run(wharf
-        .cli()
-        .args(["image", "import"])
-        .arg(samples_out().join("hello-container.tar")))
-    .unwrap();
+    wharf.import_image(&samples_out().join("hello-container.tar"));
     wharf
 }
 

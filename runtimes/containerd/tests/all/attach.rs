@@ -10,7 +10,7 @@ use wharf_containerd::ContainerdRuntime;
 use wharf_runtime::conformance::{config, read_until};
 use wharf_runtime::{ContainerState, Runtime, Signal, Stdio, TerminalSize};
 
-use crate::{FOREVER, HELLO, Node};
+use crate::{HELLO, Node};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -114,12 +114,7 @@ async fn a_tty_container_s_terminal_takes_the_attached_client_s_size() {
     // Without `tty` there is no terminal to resize: the process's stdin is no terminal, and a
     // resize changes nothing (the container runs on).
     let id = "attach-no-tty";
-    runtime.prepare(FOREVER).await.unwrap();
-    runtime
-        .create(config(id, FOREVER, &node.dir.path().join("logs")))
-        .await
-        .unwrap();
-    runtime.start(id).await.unwrap();
+    node.start_forever(id).await;
     let pid = task_pid(&node, id);
     let session = runtime.attach(id, false).await.expect("attach");
     let _ = session.resize.try_send(TerminalSize {

@@ -5,21 +5,10 @@
 use std::time::Duration;
 
 use wharf_containerd::ContainerdRuntime;
-use wharf_runtime::conformance::{config, exec_request};
+use wharf_runtime::conformance::exec_request;
 use wharf_runtime::{Runtime, RuntimeError, Signal};
 
-use crate::{FOREVER, Node, exec_command};
-
-/// Starts a `forever` container.
-async fn start_forever(node: &Node, id: &str) {
-    let runtime = &node.runtime;
-    runtime.prepare(FOREVER).await.unwrap();
-    runtime
-        .create(config(id, FOREVER, &node.dir.path().join("logs")))
-        .await
-        .unwrap();
-    runtime.start(id).await.unwrap();
-}
+use crate::{Node, exec_command};
 
 /// The processes of a container's task, as containerd lists them (without the header).
 fn task_processes(node: &Node, id: &str) -> Vec<String> {
@@ -32,7 +21,7 @@ async fn exec_leaves_no_process_or_fifo_behind_however_it_ends() {
     node.import_fixtures().await;
     let runtime = &node.runtime;
     let id = "exec-leak";
-    start_forever(&node, id).await;
+    node.start_forever(id).await;
     let command = exec_command();
     let limit = Duration::from_secs(30);
 
@@ -78,7 +67,7 @@ async fn an_exec_whose_caller_gives_up_is_still_killed_at_its_timeout() {
     let node = Node::start().await;
     node.import_fixtures().await;
     let id = "exec-dropped";
-    start_forever(&node, id).await;
+    node.start_forever(id).await;
     let request = exec_request(
         &exec_command(),
         &[],
@@ -113,7 +102,7 @@ async fn a_restarted_runtime_can_exec_into_the_containers_it_found_again() {
     let node = Node::start().await;
     node.import_fixtures().await;
     let id = "exec-again";
-    start_forever(&node, id).await;
+    node.start_forever(id).await;
 
     let again = ContainerdRuntime::connect(Node::config(&node.containerd, node.dir.path()))
         .await

@@ -18,6 +18,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use wharf_containerd::{ContainerdConfig, ContainerdRuntime, ManagedContainerd};
+use wharf_runtime::Runtime;
 use wharf_runtime::conformance::{self, ExecSupport, Fixtures};
 
 /// The image name of the `hello` fixture.
@@ -142,6 +143,14 @@ impl Node {
         let mut config = ContainerdConfig::new(containerd.socket(), dir.join("runtime"));
         config.cgroup_parent = "/wharf-test".into();
         config
+    }
+
+    /// Prepares, creates and starts a `forever` container `id` (its log under `logs/`).
+    pub async fn start_forever(&self, id: &str) {
+        self.runtime.prepare(FOREVER).await.unwrap();
+        let config = conformance::config(id, FOREVER, &self.dir.path().join("logs"));
+        self.runtime.create(config).await.unwrap();
+        self.runtime.start(id).await.unwrap();
     }
 
     /// Imports both fixtures.

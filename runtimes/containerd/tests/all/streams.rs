@@ -7,22 +7,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
-use wharf_runtime::conformance::{config, exec_request};
+use wharf_runtime::conformance::exec_request;
 use wharf_runtime::{ExecRequest, ExecSession, Runtime, RuntimeError, Signal, TerminalSize};
 
-use crate::{FOREVER, Node};
+use crate::Node;
 
 const LIMIT: Duration = Duration::from_secs(30);
-
-async fn start_forever(node: &Node, id: &str) {
-    let runtime = &node.runtime;
-    runtime.prepare(FOREVER).await.unwrap();
-    runtime
-        .create(config(id, FOREVER, &node.dir.path().join("logs")))
-        .await
-        .unwrap();
-    runtime.start(id).await.unwrap();
-}
 
 async fn stop(node: &Node, id: &str) {
     node.runtime.kill(id, Signal::Kill).await.unwrap();
@@ -69,7 +59,7 @@ async fn an_interactive_exec_streams_stdin_stdout_stderr_and_the_exit_code() {
     let node = Node::start().await;
     node.import_fixtures().await;
     let id = "exec-stream";
-    start_forever(&node, id).await;
+    node.start_forever(id).await;
     let runtime = &node.runtime;
 
     // stdout and stderr apart, the exit code last.
@@ -140,7 +130,7 @@ async fn a_dropped_exec_session_kills_its_command_and_leaves_nothing_behind() {
     let node = Node::start().await;
     node.import_fixtures().await;
     let id = "exec-stream-dropped";
-    start_forever(&node, id).await;
+    node.start_forever(id).await;
     let mut request = forever(&["hello"], &[("SLEEP_SECONDS", "600")]);
     request.stdin = true;
     let session = node
